@@ -1,0 +1,29 @@
+# Two commands do all the set-up: `make demo` runs the main job, `make test` the tests.
+# Both create (or reuse) the virtualenv $(VENV) and install what they need.
+PYTHON ?= python3
+VENV ?= .venv
+# The CPU wheel on this kind of machine; override for a CUDA build: make TORCH=torch==2.13.0+cu128
+TORCH ?= torch==2.13.0
+PY := $(VENV)/bin/python
+
+.PHONY: demo test lint clean
+
+$(VENV)/.installed: pyproject.toml Makefile
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet "$(TORCH)"
+	$(PY) -m pip install --quiet -e ".[examples,test]"
+	touch $@
+
+demo: $(VENV)/.installed
+	$(PY) examples/quickstart.py
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+test: lint
+	$(PY) -m pytest -q
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,242 @@
+"""Batch angular velocity (Definition 3.3): the angle between consecutive displacements of
+window-averaged parameters, measured without ever materialising a window's parameters twice.
+
+Numerics (SPEC.md, "Numerics"): every window sum is accumulated relative to the previous window
+mean ``y_{i-1}``, so the displacement ``s_i = y_i - y_{i-1}`` is the accumulator divided by the
+window size, not a difference of two large numbers. Buffers are float32 (float64 when a parameter
+is float64) whatever the parameter dtype. The per-step work is two multi-tensor in-place ops and
+no host synchronisation; the one synchronisation per window reads three float64 sums.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+#: The paper's ε in ``cos = <a, b> / (‖a‖‖b‖ + ε)``. Zero displacements never reach the formula
+#: (their window is skipped), so ε only guards the division and is far below any real product.
+COSINE_EPSILON = 1e-30
+#: Elements per chunk when reducing in float64 (bounds the temporary memory to 16 MiB).
+_REDUCTION_CHUNK = 1 << 20
+
+
+def trainable_parameters(model_or_params: nn.Module | Iterable[Any]) -> list[Tensor]:
+    """The distinct floating-point tensors with ``requires_grad=True``.
+
+    Accepts a module, an iterable of tensors, or optimizer-style parameter groups
+    (dicts with a ``"params"`` key). Frozen tensors (PEFT/LoRA base weights) are left out.
+    """
+    if isinstance(model_or_params, nn.Module):
+        candidates: Iterable[Any] = model_or_params.parameters()
+    else:
+        candidates = []
+        for item in model_or_params:
+            if isinstance(item, dict):
+                candidates.extend(item["params"])
+            else:
+                candidates.append(item)
+    found: dict[int, Tensor] = {}
+    for tensor in candidates:
+        if not isinstance(tensor, Tensor):
+            raise TypeError(
+                f"AutoDrop expects a model, tensors or parameter groups, got {type(tensor).__name__}."
+            )
+        if tensor.requires_grad and tensor.is_floating_point():
+            found.setdefault(id(tensor), tensor)
+    if not found:
+        raise ValueError(
+            "AutoDrop found no trainable parameters (floating point, requires_grad=True): "
+            "pass the model, or the parameters the optimizer updates."
+        )
+    return list(found.values())
+
+
+def angle_degrees(dot: float, norm_sq_a: float, norm_sq_b: float) -> float:
+    """``(180/π)·arccos(<a,b> / (‖a‖‖b‖ + ε))``, clamped into [0, 180] degrees."""
+    cosine = dot / (math.sqrt(norm_sq_a) * math.sqrt(norm_sq_b) + COSINE_EPSILON)
+    return math.degrees(math.acos(min(1.0, max(-1.0, cosine))))
+
+
+class _DeviceBuffers:
+    """Flat window buffers for the parameters that live on one device.
+
+    ``reference`` holds the previous window mean, ``window_sum`` the running sum of
+    ``x_t - reference``, ``previous`` the previous displacement. Each is one flat tensor with a
+    view per parameter, so per-step ops are multi-tensor and per-window reductions are single ops.
+    """
+
+    def __init__(self, params: list[Tensor]) -> None:
+        self.params = params
+        self.dtype = torch.float64 if any(p.dtype == torch.float64 for p in params) else torch.float32
+        self.numel = sum(p.numel() for p in params)
+        device = params[0].device
+        self.reference, self.reference_views = self._flat(device)
+        self.window_sum, self.window_sum_views = self._flat(device)
+        self.previous, self.previous_views = self._flat(device)
+
+    def _flat(self, device: torch.device) -> tuple[Tensor, list[Tensor]]:
+        flat = torch.zeros(self.numel, dtype=self.dtype, device=device)
+        views, offset = [], 0
+        for p in self.params:
+            views.append(flat[offset : offset + p.numel()].view_as(p))
+            offset += p.numel()
+        return flat, views
+
+    def swap_window_sum_and_previous(self) -> None:
+        self.window_sum, self.previous = self.previous, self.window_sum
+        self.window_sum_views, self.previous_views = self.previous_views, self.window_sum_views
+
+    def partial_sums(self) -> Tensor:
+        """``[<s, s_prev>, ‖s‖², ‖s_prev‖²]`` in float64, with ``s`` held in ``window_sum``."""
+        sums = torch.zeros(3, dtype=torch.float64, device=self.window_sum.device)
+        for start in range(0, self.numel, _REDUCTION_CHUNK):
+            current = self.window_sum[start : start + _REDUCTION_CHUNK].double()
+            previous = self.previous[start : start + _REDUCTION_CHUNK].double()
+            sums += torch.stack((current.dot(previous), current.dot(current), previous.dot(previous)))
+        return sums
+
+
+class WindowedAngularVelocity:
+    """Measures the batch angular velocity of a set of parameters, one window at a time.
+
+    Call :meth:`observe` once after every optimizer step. It returns the angle in degrees at the
+    end of a window once three complete windows exist (two displacements), ``None`` otherwise.
+    A window whose displacement is zero (no movement) or non-finite (NaN/inf parameters) gives no
+    angle: it is skipped with a single warning and the previous displacement is kept.
+
+    Args:
+        params: the tensors to watch (see :func:`trainable_parameters`).
+        window_size: optimizer steps per window, ``k``.
+        reduce_sums: optional all-reduce (sum) of the three float64 partial sums across processes.
+            Exact for sharded parameters (disjoint shards) and for replicated ones (every sum is
+            multiplied by the world size, which cancels in the cosine).
+    """
+
+    def __init__(
+        self,
+        params: Sequence[Tensor],
+        window_size: int,
+        reduce_sums: Callable[[Tensor], Tensor] | None = None,
+    ) -> None:
+        if window_size < 1:
+            raise ValueError(f"window_size must be >= 1, got {window_size}.")
+        self.window_size = window_size
+        self.reduce_sums = reduce_sums
+        by_device: dict[torch.device, list[Tensor]] = {}
+        for p in params:
+            by_device.setdefault(p.device, []).append(p)
+        self.buffers = [_DeviceBuffers(group) for group in by_device.values()]
+        self.steps_in_window = 0
+        self._has_reference = False  # reference holds a snapshot or a window mean
+        self._reference_is_mean = False
+        self._has_displacement = False
+        self._warned_skip = False
+
+    @property
+    def num_parameters(self) -> int:
+        """Number of scalar parameters watched (on this process)."""
+        return sum(b.numel for b in self.buffers)
+
+    @torch.no_grad()
+    def observe(self) -> float | None:
+        """Add the current parameters to the window; at a window end, return the new angle."""
+        for b in self.buffers:
+            if not self._has_reference:
+                torch._foreach_copy_(b.reference_views, b.params)
+            torch._foreach_add_(b.window_sum_views, b.params)
+            torch._foreach_sub_(b.window_sum_views, b.reference_views)
+        self._has_reference = True
+        self.steps_in_window += 1
+        if self.steps_in_window < self.window_size:
+            return None
+        self.steps_in_window = 0
+        return self._close_window()
+
+    def _close_window(self) -> float | None:
+        for b in self.buffers:
+            b.window_sum.div_(self.window_size)  # now s_i = y_i - y_{i-1}
+        sums = self.buffers[0].partial_sums()
+        for b in self.buffers[1:]:
+            sums += b.partial_sums().to(sums.device)
+        if self.reduce_sums is not None:
+            sums = self.reduce_sums(sums)
+        dot, norm_sq, previous_norm_sq = sums.tolist()  # the one host sync per window
+        usable = math.isfinite(norm_sq) and norm_sq > 0.0
+        if self._has_displacement:
+            usable = usable and math.isfinite(dot)
+        if not usable:
+            self._skip_window(norm_sq)
+            return None
+        angle = None
+        for b in self.buffers:
+            b.reference.add_(b.window_sum)  # reference is now y_i
+        if self._reference_is_mean:
+            if self._has_displacement:
+                angle = angle_degrees(dot, norm_sq, previous_norm_sq)
+            for b in self.buffers:
+                b.swap_window_sum_and_previous()
+            self._has_displacement = True
+        self._reference_is_mean = True
+        for b in self.buffers:
+            b.window_sum.zero_()
+        return angle
+
+    def _skip_window(self, norm_sq: float) -> None:
+        if not self._warned_skip:
+            reason = "is zero (the parameters did not move)" if norm_sq == 0.0 else "is not finite"
+            warnings.warn(
+                f"AutoDrop: the displacement of the window-averaged parameters {reason}; "
+                "skipping this window (this warning is shown once).",
+                RuntimeWarning,
+                stacklevel=4,
+            )
+            self._warned_skip = True
+        for b in self.buffers:
+            b.window_sum.zero_()
+        if not self._reference_is_mean:
+            self._has_reference = False  # the snapshot itself may be bad: take a new one
+
+    def state_dict(self) -> dict[str, Any]:
+        """Flags and the window buffers (tensors, not copies), readable with ``weights_only``."""
+        return {
+            "window_size": self.window_size,
+            "steps_in_window": self.steps_in_window,
+            "has_reference": self._has_reference,
+            "reference_is_mean": self._reference_is_mean,
+            "has_displacement": self._has_displacement,
+            "warned_skip": self._warned_skip,
+            "reference": [b.reference for b in self.buffers],
+            "window_sum": [b.window_sum for b in self.buffers],
+            "previous": [b.previous for b in self.buffers],
+        }
+
+    @torch.no_grad()
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state["window_size"] != self.window_size:
+            raise ValueError(
+                f"AutoDrop state has window_size={state['window_size']}, this run uses "
+                f"{self.window_size}: resume with the same window_size."
+            )
+        sizes = [b.numel for b in self.buffers]
+        saved = [t.numel() for t in state["reference"]]
+        if saved != sizes:
+            raise ValueError(
+                f"AutoDrop state holds buffers of sizes {saved}, this model's trainable parameters "
+                f"need {sizes}: the checkpoint is from a different model or sharding."
+            )
+        for b, reference, window_sum, previous in zip(
+            self.buffers, state["reference"], state["window_sum"], state["previous"], strict=True
+        ):
+            b.reference.copy_(reference)
+            b.window_sum.copy_(window_sum)
+            b.previous.copy_(previous)
+        self.steps_in_window = int(state["steps_in_window"])
+        self._has_reference = bool(state["has_reference"])
+        self._reference_is_mean = bool(state["reference_is_mean"])
+        self._has_displacement = bool(state["has_displacement"])
+        self._warned_skip = bool(state["warned_skip"])

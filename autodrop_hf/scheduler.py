@@ -1,0 +1,88 @@
+"""The AutoDrop learning-rate schedule, and how a drop reaches any scheduler."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch.optim import Optimizer
+from torch.optim.lr_scheduler import LRScheduler
+
+
+class AutoDropLR(LRScheduler):
+    """``lr(t) = base_lr · warmup(t) · scale`` for every parameter group.
+
+    ``warmup(t) = min(1, t / num_warmup_steps)`` is the linear warm-up of Hugging Face's
+    schedules (``t`` counts scheduler steps from 0); ``scale`` starts at 1 and is lowered by
+    :class:`~autodrop_hf.AutoDrop` at each drop through :meth:`set_lr_scale`. The state dict holds
+    ``scale`` with the usual ``last_epoch``/``base_lrs``, so ``torch.load(..., weights_only=True)``
+    restores the exact learning rate.
+
+    Args:
+        optimizer: the wrapped optimizer.
+        num_warmup_steps: length of the linear warm-up, in scheduler steps.
+        last_epoch: index of the last step, ``-1`` to start (PyTorch convention).
+    """
+
+    def __init__(self, optimizer: Optimizer, num_warmup_steps: int = 0, last_epoch: int = -1) -> None:
+        if (
+            isinstance(num_warmup_steps, bool)
+            or not isinstance(num_warmup_steps, int)
+            or num_warmup_steps < 0
+        ):
+            raise ValueError(f"num_warmup_steps must be an integer >= 0, got {num_warmup_steps!r}.")
+        self.num_warmup_steps = num_warmup_steps
+        self.scale = 1.0
+        super().__init__(optimizer, last_epoch)
+
+    def warmup_factor(self, step: int) -> float:
+        """``min(1, step / num_warmup_steps)``; 1 without warm-up."""
+        if step >= self.num_warmup_steps:
+            return 1.0
+        return max(step, 0) / self.num_warmup_steps
+
+    def get_lr(self) -> list[float]:
+        factor = self.warmup_factor(self.last_epoch) * self.scale
+        return [base_lr * factor for base_lr in self.base_lrs]
+
+    _get_closed_form_lr = get_lr
+
+    def set_lr_scale(self, scale: float) -> None:
+        """Set the drop scale; the optimizer's learning rates change at once (next step)."""
+        self.scale = float(scale)
+        for group, lr in zip(self.optimizer.param_groups, self.get_lr(), strict=True):
+            group["lr"] = lr
+        self._last_lr = [group["lr"] for group in self.optimizer.param_groups]
+
+
+def unwrap_scheduler(scheduler: Any) -> Any:
+    """The scheduler inside wrappers such as Accelerate's ``AcceleratedScheduler``."""
+    while not isinstance(scheduler, LRScheduler) and hasattr(scheduler, "scheduler"):
+        scheduler = scheduler.scheduler
+    return scheduler
+
+
+def apply_lr_scale(scheduler: Any, old_scale: float, new_scale: float) -> None:
+    """Make a scheduler produce ``new_scale / old_scale`` times the learning rate, from now on.
+
+    :class:`AutoDropLR` (or anything with ``set_lr_scale``) is told the scale. Any other
+    scheduler has its optimizer's current learning rates multiplied (schedules that update the
+    current value, such as ``ReduceLROnPlateau``, keep the drop from there) and its ``base_lrs``
+    set to ``initial_lr · new_scale`` (closed-form schedules such as ``LambdaLR``, which every
+    Hugging Face schedule but ``reduce_lr_on_plateau`` and ``greedy`` is, keep it too). The scale
+    is then recoverable from the scheduler's own state: ``base_lrs[i] / initial_lr``.
+    """
+    scheduler = unwrap_scheduler(scheduler)
+    if hasattr(scheduler, "set_lr_scale"):
+        scheduler.set_lr_scale(new_scale)
+        return
+    factor = new_scale / old_scale
+    groups = scheduler.optimizer.param_groups
+    for group in groups:
+        group["lr"] = group["lr"] * factor
+    if hasattr(scheduler, "base_lrs"):
+        scheduler.base_lrs = [
+            group["initial_lr"] * new_scale if "initial_lr" in group else base_lr * factor
+            for group, base_lr in zip(groups, scheduler.base_lrs, strict=True)
+        ]
+    if hasattr(scheduler, "_last_lr"):
+        scheduler._last_lr = [group["lr"] for group in groups]

@@ -1,0 +1,216 @@
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from reference import window_angles
+
+from autodrop_hf.angular_velocity import WindowedAngularVelocity, angle_degrees, trainable_parameters
+
+
+def measure(trajectory, window_size, dtype=torch.float32):
+    """Feed a trajectory through the meter; return its angles and the values it really saw."""
+    param = torch.nn.Parameter(torch.as_tensor(trajectory[0], dtype=dtype))
+    meter = WindowedAngularVelocity([param], window_size)
+    angles, seen = [], []
+    for x in trajectory:
+        with torch.no_grad():
+            param.copy_(torch.as_tensor(x))
+        seen.append(param.detach().double().numpy().copy())
+        angle = meter.observe()
+        if angle is not None:
+            angles.append(angle)
+    return np.array(angles), np.array(seen)
+
+
+def slow_drift_trajectory(steps=2_000, size=10_000, seed=0):
+    """Parameters of magnitude 0.05, per-step updates of 1e-5 whose direction turns slowly."""
+    rng = np.random.default_rng(seed)
+    x = 0.05 * rng.choice([-1.0, 1.0], size) * (1 + 0.1 * rng.random(size))
+    direction_a, direction_b = rng.normal(size=(2, size))
+    out = []
+    for t in range(steps):
+        turn = np.cos(t / 300) * direction_a + np.sin(t / 300) * direction_b + 0.7 * rng.normal(size=size)
+        x = x + 1e-5 * turn / np.abs(turn).mean()
+        out.append(x)
+    return np.array(out)
+
+
+def test_small_updates_on_large_parameters_match_float64():
+    """SPEC numerics: |x| ≈ 0.05, updates 1e-5, float32 parameters: error < 0.01°."""
+    trajectory = slow_drift_trajectory()
+    angles, seen = measure(trajectory, window_size=20)
+    expected = window_angles(seen, window_size=20)
+    assert len(angles) == len(expected) == 2_000 // 20 - 2
+    error = np.abs(angles - expected).max()
+    assert error < 0.01, error
+
+
+def test_noisy_quadratic_model_matches_float64():
+    """The paper's NQM: x ∈ R^200, A = diag(1..200)/10, c ~ N(0, I), GD at lr 0.03."""
+    torch.manual_seed(0)
+    curvature = torch.arange(1, 201, dtype=torch.float32) / 10
+    x = torch.nn.Parameter(torch.randn(200))
+    optimizer = torch.optim.SGD([x], lr=0.03)
+    meter = WindowedAngularVelocity([x], window_size=10)
+    angles, trajectory = [], []
+    for _ in range(3_000):
+        c = torch.randn(200)
+        loss = 0.5 * ((x - c) ** 2 * curvature).sum()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        trajectory.append(x.detach().double().numpy().copy())
+        angle = meter.observe()
+        if angle is not None:
+            angles.append(angle)
+    expected = window_angles(np.array(trajectory), window_size=10)
+    assert len(angles) == 298
+    assert np.abs(np.array(angles) - expected).max() < 1e-3
+    assert 90 < np.mean(angles[-100:]) < 120  # P2: saturation between 90° and 120°
+
+
+def test_bfloat16_parameters_accumulate_in_float32():
+    trajectory = slow_drift_trajectory(steps=600, size=2_000, seed=1) * 20  # |x| ≈ 1: bf16 can move
+    angles, seen = measure(trajectory, window_size=30, dtype=torch.bfloat16)
+    expected = window_angles(seen, window_size=30)
+    assert np.abs(angles - expected).max() < 0.01
+
+
+def test_first_angle_needs_three_windows():
+    trajectory = slow_drift_trajectory(steps=12, size=50)
+    param = torch.nn.Parameter(torch.tensor(trajectory[0], dtype=torch.float32))
+    meter = WindowedAngularVelocity([param], window_size=4)
+    results = []
+    for x in trajectory:
+        param.data.copy_(torch.as_tensor(x))
+        results.append(meter.observe())
+    assert [r is not None for r in results] == [False] * 11 + [True]
+
+
+def test_several_tensors_equal_one_concatenated_vector():
+    trajectory = slow_drift_trajectory(steps=200, size=300, seed=2)
+    parts = [torch.nn.Parameter(torch.zeros(100)), torch.nn.Parameter(torch.zeros(10, 20))]
+    meter = WindowedAngularVelocity(parts, window_size=10)
+    angles = []
+    for x in trajectory:
+        parts[0].data.copy_(torch.as_tensor(x[:100]))
+        parts[1].data.copy_(torch.as_tensor(x[100:]).view(10, 20))
+        angle = meter.observe()
+        if angle is not None:
+            angles.append(angle)
+    single, _ = measure(trajectory, window_size=10)
+    np.testing.assert_allclose(angles, single, atol=1e-9)
+
+
+def test_zero_displacement_gives_no_angle_and_warns_once():
+    param = torch.nn.Parameter(torch.ones(5))
+    meter = WindowedAngularVelocity([param], window_size=2)
+    with pytest.warns(RuntimeWarning, match="did not move") as record:
+        results = [meter.observe() for _ in range(20)]
+    assert results == [None] * 20
+    assert len(record) == 1
+
+
+def test_nan_window_is_skipped_and_previous_displacement_kept():
+    trajectory = slow_drift_trajectory(steps=80, size=40, seed=3)
+    param = torch.nn.Parameter(torch.zeros(40))
+    meter = WindowedAngularVelocity([param], window_size=4)
+    angles = {}
+    with pytest.warns(RuntimeWarning, match="not finite") as record:
+        for t, x in enumerate(trajectory):
+            param.data.copy_(torch.as_tensor(x))
+            if t == 21:  # inside window 5 (steps 20..23)
+                param.data[3] = float("nan")
+            angle = meter.observe()
+            if angle is not None:
+                angles[t] = angle
+    assert len(record) == 1
+    assert all(np.isfinite(list(angles.values())))
+    # Windows: means y0..y19 with y5 missing; the angle after it pairs (y6 - y4) with (y4 - y3).
+    means = trajectory.reshape(20, 4, 40).mean(axis=1)
+    a, b = means[6] - means[4], means[4] - means[3]
+    expected = np.degrees(np.arccos(a @ b / np.linalg.norm(a) / np.linalg.norm(b)))
+    assert 23 not in angles
+    assert angles[27] == pytest.approx(expected, abs=1e-3)
+
+
+def test_nan_forever_never_crashes_and_warns_once():
+    param = torch.nn.Parameter(torch.full((8,), float("inf")))
+    meter = WindowedAngularVelocity([param], window_size=3)
+    with pytest.warns(RuntimeWarning) as record:
+        results = [meter.observe() for _ in range(30)]
+    assert results == [None] * 30 and len(record) == 1
+
+
+def test_bad_first_snapshot_is_retaken():
+    trajectory = slow_drift_trajectory(steps=40, size=20, seed=4)
+    param = torch.nn.Parameter(torch.zeros(20))
+    meter = WindowedAngularVelocity([param], window_size=4)
+    angle_steps = []
+    with warnings.catch_warnings(record=True):
+        warnings.simplefilter("always")
+        for t, x in enumerate(trajectory):
+            param.data.copy_(torch.as_tensor(x))
+            if t == 0:
+                param.data[0] = float("nan")
+            if meter.observe() is not None:
+                angle_steps.append(t)
+    assert angle_steps[0] == 4 + 3 * 4 - 1  # the first window was discarded, then three windows
+
+
+def test_angle_formula_limits():
+    assert angle_degrees(1.0, 1.0, 1.0) == 0.0
+    assert angle_degrees(-2.0, 1.0, 4.0) == 180.0
+    assert angle_degrees(0.0, 3.0, 5.0) == 90.0
+    assert angle_degrees(1.0 + 1e-12, 1.0, 1.0) == 0.0  # clamped, never NaN
+
+
+def test_only_trainable_floating_parameters_count():
+    model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.Linear(3, 2))
+    model[0].requires_grad_(False)  # frozen base, as with PEFT
+    params = trainable_parameters(model)
+    assert [p.shape for p in params] == [torch.Size([2, 3]), torch.Size([2])]
+    groups = [{"params": [model[1].weight]}, {"params": [model[1].bias, model[1].weight]}]
+    assert len(trainable_parameters(groups)) == 2
+
+
+def test_no_trainable_parameters_is_an_error():
+    model = torch.nn.Linear(3, 3).requires_grad_(False)
+    with pytest.raises(ValueError, match="no trainable parameters"):
+        trainable_parameters(model)
+    with pytest.raises(TypeError, match="got str"):
+        trainable_parameters(["weight"])
+
+
+def test_state_round_trip_mid_window(tmp_path):
+    trajectory = slow_drift_trajectory(steps=100, size=30, seed=5)
+    full, _ = measure(trajectory, window_size=6)
+    param = torch.nn.Parameter(torch.zeros(30))
+    meter = WindowedAngularVelocity([param], window_size=6)
+    angles = []
+    for x in trajectory[:41]:
+        param.data.copy_(torch.as_tensor(x))
+        if (angle := meter.observe()) is not None:
+            angles.append(angle)
+    torch.save(meter.state_dict(), tmp_path / "meter.pt")
+    param = torch.nn.Parameter(torch.zeros(30))
+    meter = WindowedAngularVelocity([param], window_size=6)
+    meter.load_state_dict(torch.load(tmp_path / "meter.pt", weights_only=True))
+    for x in trajectory[41:]:
+        param.data.copy_(torch.as_tensor(x))
+        if (angle := meter.observe()) is not None:
+            angles.append(angle)
+    assert angles == list(full)
+
+
+def test_state_from_another_model_or_window_is_refused():
+    meter = WindowedAngularVelocity([torch.nn.Parameter(torch.zeros(3))], window_size=2)
+    with pytest.raises(ValueError, match="different model"):
+        WindowedAngularVelocity([torch.nn.Parameter(torch.zeros(4))], window_size=2).load_state_dict(
+            meter.state_dict()
+        )
+    with pytest.raises(ValueError, match="same window_size"):
+        WindowedAngularVelocity([torch.nn.Parameter(torch.zeros(3))], window_size=3).load_state_dict(
+            meter.state_dict()
+        )
