@@ -1,5 +1,12 @@
 """AutoDrop for PyTorch and Hugging Face Transformers: drop the learning rate when the angular
-velocity of training saturates (Wang, Teng, Choromanska)."""
+velocity of training saturates (Wang, Teng, Choromanska).
+
+The core (``AutoDrop``, ``AutoDropConfig``, ``AutoDropLR``) imports only PyTorch; the Trainer
+integration is imported on first use, so a plain loop does not pay for importing Transformers.
+"""
+
+from importlib import import_module
+from typing import Any
 
 from .autodrop import AutoDrop
 from .config import AutoDropConfig
@@ -7,4 +14,18 @@ from .scheduler import AutoDropLR
 
 __version__ = "0.1.0"
 
-__all__ = ["AutoDrop", "AutoDropConfig", "AutoDropLR", "__version__"]
+_LAZY = {
+    "AutoDropCallback": "callback",
+    "AutoDropTrainer": "trainer",
+    "AutoDropSeq2SeqTrainer": "trainer",
+    "AutoDropTrainingArguments": "training_args",
+    "AutoDropSeq2SeqTrainingArguments": "training_args",
+}
+
+__all__ = ["AutoDrop", "AutoDropConfig", "AutoDropLR", "__version__", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -6,14 +6,16 @@ This is the one place the algorithm lives; the Trainer callback and the loop API
 from __future__ import annotations
 
 from collections.abc import Iterable
+from functools import partial
 from typing import Any
 
+import accelerate.utils
 from torch import nn
 
 from .angular_velocity import WindowedAngularVelocity, trainable_parameters
 from .config import AutoDropConfig
 from .saturation import SaturationDetector
-from .scheduler import apply_lr_scale, unwrap_scheduler
+from .scheduler import apply_lr_scale, lr_scale_of, unwrap_scheduler
 
 
 class AutoDrop:
@@ -35,8 +37,9 @@ class AutoDrop:
         config: hyper-parameters; defaults to the paper's.
         scheduler: the scheduler the drops act on: an :class:`~autodrop_hf.AutoDropLR`, any
             PyTorch/Hugging Face scheduler, or ``None`` to only keep :attr:`scale` and the records.
-        accelerator: an ``accelerate.Accelerator``; with several processes the three partial sums
-            of each window are all-reduced, so every process takes the same decisions.
+        accelerator: an ``accelerate.Accelerator`` (or ``PartialState``); with several processes
+            the three partial sums of each window are all-reduced, so every process takes the same
+            decisions.
         num_training_steps: planned optimizer steps ``T``, used by ``window_size="auto"``.
         num_warmup_steps: optimizer steps not observed; defaults to the scheduler's
             ``num_warmup_steps`` attribute when it has one, else 0.
@@ -72,12 +75,12 @@ class AutoDrop:
         self.min_scale = self._min_scale(base_lr)
         reduce_sums = None
         if accelerator is not None and accelerator.num_processes > 1:
-            reduce_sums = lambda sums: accelerator.reduce(sums, "sum")  # noqa: E731
+            reduce_sums = partial(accelerate.utils.reduce, reduction="sum")
         self.angular_velocity = WindowedAngularVelocity(
             trainable_parameters(model_or_params), self.window_size, reduce_sums
         )
         self.detector = SaturationDetector(self.config.buffer_size, self.config.threshold)
-        self.scale = 1.0
+        self.scale = lr_scale_of(scheduler)  # 1.0, or the drops a restored scheduler carries
         self.num_steps = 0
         self.angles: list[tuple[int, float]] = []
         self.smoothed: list[tuple[int, float]] = []

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
 #: Window size used when ``window_size="auto"`` but the planned number of steps is unknown.
@@ -28,11 +28,27 @@ class AutoDropConfig:
         min_lr: absolute floor of the learning rate (after warm-up); drops stop there.
     """
 
-    window_size: int | Literal["auto"] = "auto"
-    drop_factor: float = 0.95
-    buffer_size: int = 10
-    threshold: float = 0.1
-    min_lr: float = 0.0
+    window_size: int | Literal["auto"] = field(
+        default="auto",
+        metadata={
+            "help": "Optimizer steps per AutoDrop window (an integer, or 'auto' = max(1, round(T / 1000)) "
+            "for T planned optimizer steps)."
+        },
+    )
+    drop_factor: float = field(
+        default=0.95, metadata={"help": "Factor (0 < ρ < 1) the learning rate is multiplied by at each drop."}
+    )
+    buffer_size: int = field(
+        default=10,
+        metadata={
+            "help": "Angles smoothed by the Gaussian filter (m >= 2); drops are >= m + 1 windows apart."
+        },
+    )
+    threshold: float = field(
+        default=0.1,
+        metadata={"help": "Degrees: drop when two consecutive smoothed angular velocities differ by less."},
+    )
+    min_lr: float = field(default=0.0, metadata={"help": "Floor of the learning rate; drops stop there."})
 
     def __post_init__(self) -> None:
         window = self.window_size
@@ -55,6 +71,16 @@ class AutoDropConfig:
         if num_training_steps is None or num_training_steps <= 0:
             return DEFAULT_WINDOW_SIZE
         return max(1, round(num_training_steps / AUTO_WINDOWS_PER_RUN))
+
+    @classmethod
+    def field_names(cls) -> list[str]:
+        """Names of the hyper-parameters, in declaration order."""
+        return [f.name for f in fields(cls)]
+
+    @classmethod
+    def help(cls, name: str) -> str:
+        """The one-line help of a hyper-parameter (shown by command-line ``--help``)."""
+        return next(f.metadata["help"] for f in fields(cls) if f.name == name)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-Python copy, for logs and checkpoints."""

@@ -86,3 +86,22 @@ def apply_lr_scale(scheduler: Any, old_scale: float, new_scale: float) -> None:
         ]
     if hasattr(scheduler, "_last_lr"):
         scheduler._last_lr = [group["lr"] for group in groups]
+
+
+def lr_scale_of(scheduler: Any) -> float:
+    """The drop scale a scheduler's state carries: 1.0 for a fresh one.
+
+    Read from ``scale`` (:class:`AutoDropLR`) or from ``base_lrs[0] / initial_lr`` (what
+    :func:`apply_lr_scale` leaves in any other ``LRScheduler``); 1.0 when neither exists
+    (``ReduceLROnPlateau`` keeps a drop in the optimizer's learning rates instead).
+    """
+    scheduler = unwrap_scheduler(scheduler)
+    if scheduler is None:
+        return 1.0
+    if hasattr(scheduler, "scale"):
+        return float(scheduler.scale)
+    groups = getattr(getattr(scheduler, "optimizer", None), "param_groups", [])
+    base_lrs = getattr(scheduler, "base_lrs", None)
+    if base_lrs and groups and groups[0].get("initial_lr"):
+        return float(base_lrs[0]) / float(groups[0]["initial_lr"])
+    return 1.0

@@ -1,0 +1,175 @@
+"""AutoDrop on a stock ``transformers.Trainer``: ``Trainer(..., callbacks=[AutoDropCallback()])``."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+from accelerate import PartialState
+from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+from .autodrop import AutoDrop
+from .config import AutoDropConfig
+from .scheduler import AutoDropLR, unwrap_scheduler
+
+#: Written into every checkpoint folder: :meth:`AutoDrop.state_dict`.
+STATE_FILE = "autodrop_state.pt"
+#: Written into ``output_dir``: one JSON line per window (step, angle, smoothed, lr, lr_scale, dropped).
+HISTORY_FILE = "autodrop_history.jsonl"
+
+
+class AutoDropCallback(TrainerCallback):
+    """Runs :class:`~autodrop_hf.AutoDrop` inside a ``Trainer``.
+
+    Hooks:
+
+    - ``on_train_begin``: the model, optimizer and scheduler exist and any checkpoint is loaded;
+      builds the detector (``window_size="auto"`` from ``state.max_steps``, warm-up from
+      ``args.get_warmup_steps``) and restores its state from ``output_dir/checkpoint-<step>``.
+    - ``on_step_end``: once per optimizer step, after ``lr_scheduler.step()``, so a drop changes
+      the learning rate from the very next optimizer step; skipped when the optimizer skipped
+      its step (fp16 overflow), as the scheduler does.
+    - ``on_log``: adds ``autodrop/angular_velocity``, ``autodrop/smoothed``, ``autodrop/lr_scale``
+      and ``autodrop/num_drops`` to every log entry (NaN before the first value) and to
+      ``state.log_history``. The ``report_to`` integrations see them when this callback runs before
+      theirs: :class:`~autodrop_hf.AutoDropTrainer` puts it first; with a stock ``Trainer`` do
+      ``trainer.callback_handler.callbacks.insert(0, trainer.pop_callback(AutoDropCallback))``.
+    - ``on_save``: writes the detector state (window buffers included) next to the checkpoint.
+
+    A drop multiplies whatever schedule the Trainer runs; ``constant_with_warmup`` (or
+    :class:`~autodrop_hf.AutoDropTrainer` with ``lr_scheduler_type="autodrop"``) means AutoDrop alone.
+
+    Args:
+        config: hyper-parameters. Default: ``args.autodrop_config()`` for
+            :class:`~autodrop_hf.AutoDropTrainingArguments`, else the paper's.
+    """
+
+    def __init__(self, config: AutoDropConfig | None = None) -> None:
+        if config is not None and not isinstance(config, AutoDropConfig):
+            raise TypeError(f"config must be an AutoDropConfig, got {type(config).__name__}.")
+        self.config = config
+        self.autodrop: AutoDrop | None = None
+
+    def _build(self, args: TrainingArguments, state: TrainerState, model: Any, lr_scheduler: Any) -> AutoDrop:
+        config = self.config
+        if config is None:
+            config = args.autodrop_config() if hasattr(args, "autodrop_config") else AutoDropConfig()
+        autodrop = AutoDrop(
+            model,
+            config,
+            lr_scheduler,
+            accelerator=PartialState(),
+            num_training_steps=state.max_steps,
+            num_warmup_steps=args.get_warmup_steps(state.max_steps),
+            base_lr=args.learning_rate,
+        )
+        autodrop.num_steps = state.global_step
+        return autodrop
+
+    def on_train_begin(
+        self,
+        args: TrainingArguments,
+        state: TrainerState,
+        control: TrainerControl,
+        model: Any = None,
+        lr_scheduler: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        self.autodrop = self._build(args, state, model, lr_scheduler)
+        schedule = getattr(args.lr_scheduler_type, "value", args.lr_scheduler_type)
+        if not isinstance(unwrap_scheduler(lr_scheduler), AutoDropLR) and schedule != "constant_with_warmup":
+            warnings.warn(
+                f"AutoDrop drops multiply the '{schedule}' schedule. For AutoDrop alone use "
+                "lr_scheduler_type='constant_with_warmup', or AutoDropTrainer with "
+                "lr_scheduler_type='autodrop'.",
+                UserWarning,
+                stacklevel=2,
+            )
+        if state.global_step > 0:
+            self._restore(args, state, model, lr_scheduler)
+        if state.is_world_process_zero:
+            self._truncate_history(Path(args.output_dir) / HISTORY_FILE, state.global_step)
+
+    def _restore(self, args: TrainingArguments, state: TrainerState, model: Any, lr_scheduler: Any) -> None:
+        path = Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}" / STATE_FILE
+        try:
+            self.autodrop.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+            return
+        except FileNotFoundError:
+            problem = "not found"
+        except Exception as error:  # corrupt or from another run: any failure means start afresh
+            problem = f"unreadable ({type(error).__name__}: {error})"
+            self.autodrop = self._build(args, state, model, lr_scheduler)
+        warnings.warn(
+            f"AutoDrop state {path} {problem}: resuming at step {state.global_step} with a fresh "
+            f"detector; the learning-rate scale {self.autodrop.scale:.6g} comes from the scheduler's state.",
+            UserWarning,
+            stacklevel=3,
+        )
+
+    @staticmethod
+    def _truncate_history(path: Path, global_step: int) -> None:
+        """Start the history afresh, or keep only the records up to the step training resumes at."""
+        kept = []
+        if global_step > 0 and path.exists():
+            kept = [line for line in path.read_text().splitlines() if json.loads(line)["step"] <= global_step]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("".join(line + "\n" for line in kept))
+
+    def on_step_end(
+        self,
+        args: TrainingArguments,
+        state: TrainerState,
+        control: TrainerControl,
+        optimizer: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        if self.autodrop is None or getattr(optimizer, "step_was_skipped", False):
+            return
+        dropped = self.autodrop.step()
+        if self.autodrop.window_ended and state.is_world_process_zero:
+            angle = self.autodrop.angles[-1] if self.autodrop.angles else None
+            smoothed = self.autodrop.smoothed[-1] if self.autodrop.smoothed else None
+            record = {
+                "step": state.global_step,
+                "angle": angle[1] if angle and angle[0] == self.autodrop.num_steps else None,
+                "smoothed": smoothed[1] if smoothed and smoothed[0] == self.autodrop.num_steps else None,
+                "lr": optimizer.param_groups[0]["lr"],
+                "lr_scale": self.autodrop.scale,
+                "dropped": dropped,
+            }
+            with open(os.path.join(args.output_dir, HISTORY_FILE), "a") as history:
+                history.write(json.dumps(record) + "\n")
+
+    def on_log(
+        self,
+        args: TrainingArguments,
+        state: TrainerState,
+        control: TrainerControl,
+        logs: dict[str, float] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if self.autodrop is None or logs is None:
+            return
+        autodrop = self.autodrop
+        logs["autodrop/angular_velocity"] = autodrop.angles[-1][1] if autodrop.angles else math.nan
+        logs["autodrop/smoothed"] = autodrop.smoothed[-1][1] if autodrop.smoothed else math.nan
+        logs["autodrop/lr_scale"] = autodrop.scale
+        logs["autodrop/num_drops"] = len(autodrop.drops)
+        if state.log_history and state.log_history[-1].get("step") == state.global_step:
+            state.log_history[-1].update({k: v for k, v in logs.items() if k.startswith("autodrop/")})
+
+    def on_save(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
+        if self.autodrop is None or not args.should_save:
+            return
+        folder = Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}"
+        folder.mkdir(parents=True, exist_ok=True)
+        torch.save(self.autodrop.state_dict(), folder / STATE_FILE)

@@ -1,0 +1,326 @@
+import json
+import math
+import sys
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from tiny import TokenParity, tiny_bert
+from transformers import HfArgumentParser, Trainer, TrainerCallback, TrainingArguments
+
+import autodrop_hf.config
+from autodrop_hf import (
+    AutoDropCallback,
+    AutoDropConfig,
+    AutoDropLR,
+    AutoDropTrainer,
+    AutoDropTrainingArguments,
+)
+from autodrop_hf.callback import HISTORY_FILE, STATE_FILE
+
+FAST = dict(autodrop_window_size="2", autodrop_buffer_size=3, autodrop_threshold=5.0)
+FAST_CONFIG = AutoDropConfig(window_size=2, buffer_size=3, threshold=5.0)
+
+
+class LearningRateProbe(TrainerCallback):
+    """Records the learning rate each optimizer step runs with."""
+
+    def __init__(self):
+        self.lrs = {}
+
+    def on_step_begin(self, args, state, control, optimizer=None, **kwargs):
+        self.lrs[state.global_step + 1] = optimizer.param_groups[0]["lr"]
+
+
+def training_args(output_dir, cls=AutoDropTrainingArguments, **overrides):
+    values = dict(
+        output_dir=str(output_dir),
+        max_steps=60,
+        warmup_steps=5,
+        per_device_train_batch_size=8,
+        learning_rate=1e-3,
+        logging_steps=5,
+        report_to=[],
+        save_strategy="no",
+        use_cpu=True,
+        disable_tqdm=True,
+        seed=0,
+        data_seed=0,
+    )
+    if cls is AutoDropTrainingArguments:
+        values.update(lr_scheduler_type="autodrop", **FAST)
+    values.update(overrides)
+    return cls(**values)
+
+
+def autodrop_of(trainer):
+    (callback,) = [cb for cb in trainer.callback_handler.callbacks if isinstance(cb, AutoDropCallback)]
+    return callback.autodrop
+
+
+def run(trainer_cls, args, callbacks=(), resume=None, model_seed=0):
+    probe = LearningRateProbe()
+    trainer = trainer_cls(
+        model=tiny_bert(model_seed), args=args, train_dataset=TokenParity(), callbacks=[probe, *callbacks]
+    )
+    trainer.train(resume_from_checkpoint=resume)
+    return trainer, probe.lrs
+
+
+def test_autodrop_trainer_learning_rate_is_warmup_times_scale(tmp_path):
+    trainer, lrs = run(AutoDropTrainer, training_args(tmp_path))
+    autodrop = autodrop_of(trainer)
+    assert isinstance(trainer.lr_scheduler, AutoDropLR)
+    assert len(autodrop.drops) >= 3
+    for step, lr in lrs.items():
+        drops_before = sum(1 for s in autodrop.drops if s < step)
+        assert lr == pytest.approx(1e-3 * min(1.0, (step - 1) / 5) * 0.95**drops_before, rel=1e-12)
+
+
+def test_callback_is_added_once_and_first(tmp_path):
+    args = training_args(tmp_path)
+    trainer = AutoDropTrainer(model=tiny_bert(), args=args, train_dataset=TokenParity())
+    assert isinstance(trainer.callback_handler.callbacks[0], AutoDropCallback)
+    mine = AutoDropCallback(FAST_CONFIG)
+    trainer = AutoDropTrainer(model=tiny_bert(), args=args, train_dataset=TokenParity(), callbacks=[mine])
+    callbacks = [cb for cb in trainer.callback_handler.callbacks if isinstance(cb, AutoDropCallback)]
+    assert callbacks == [mine] and trainer.callback_handler.callbacks[0] is mine
+    linear = training_args(tmp_path, lr_scheduler_type="linear")
+    trainer = AutoDropTrainer(model=tiny_bert(), args=linear, train_dataset=TokenParity())
+    assert not any(isinstance(cb, AutoDropCallback) for cb in trainer.callback_handler.callbacks)
+
+
+def test_stock_trainer_drops_multiply_the_configured_schedule(tmp_path):
+    args = training_args(tmp_path, cls=TrainingArguments, lr_scheduler_type="linear")
+    with pytest.warns(UserWarning, match="constant_with_warmup"):
+        trainer, lrs = run(Trainer, args, callbacks=[AutoDropCallback(FAST_CONFIG)])
+    autodrop = autodrop_of(trainer)
+    assert len(autodrop.drops) >= 3
+    for step, lr in lrs.items():
+        t = step - 1
+        linear = min(t / 5, (60 - t) / (60 - 5))
+        drops_before = sum(1 for s in autodrop.drops if s < step)
+        assert lr == pytest.approx(1e-3 * linear * 0.95**drops_before, rel=1e-9)
+
+
+def test_stock_trainer_with_constant_schedule_does_not_warn(tmp_path):
+    args = training_args(tmp_path, cls=TrainingArguments, lr_scheduler_type="constant_with_warmup")
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*multiply")
+        run(Trainer, args, callbacks=[AutoDropCallback(FAST_CONFIG)])
+
+
+def test_command_line_accepts_autodrop_and_every_hf_scheduler(tmp_path):
+    parser = HfArgumentParser(AutoDropTrainingArguments)
+    base = ["--output_dir", str(tmp_path), "--report_to", "none"]
+    (args,) = parser.parse_args_into_dataclasses(
+        [
+            *base,
+            "--lr_scheduler_type",
+            "autodrop",
+            "--autodrop_window_size",
+            "32",
+            "--autodrop_drop_factor",
+            "0.9",
+        ]
+    )
+    assert args.lr_scheduler_type == "autodrop"
+    assert args.autodrop_config() == AutoDropConfig(window_size=32, drop_factor=0.9)
+    (args,) = parser.parse_args_into_dataclasses(
+        [
+            *base,
+            "--lr_scheduler_type",
+            "autodrop",
+            "--lr_scheduler_kwargs",
+            '{"threshold": 0.2, "window_size": 8}',
+        ]
+    )
+    assert args.autodrop_config() == AutoDropConfig(window_size=8, threshold=0.2)
+    from transformers.trainer_utils import SchedulerType
+
+    for name in SchedulerType:
+        extra = ["--eval_strategy", "steps", "--eval_steps", "10"]
+        (args,) = parser.parse_args_into_dataclasses([*base, "--lr_scheduler_type", name.value, *extra])
+        assert args.lr_scheduler_type == name
+    with pytest.raises(ValueError):
+        TrainingArguments(output_dir=str(tmp_path), lr_scheduler_type="autodrop")
+    with pytest.raises(SystemExit):
+        parser.parse_args_into_dataclasses([*base, "--lr_scheduler_type", "autodrp"])
+
+
+def test_help_explains_the_flags(capsys):
+    parser = HfArgumentParser(AutoDropTrainingArguments)
+    with pytest.raises(SystemExit):
+        parser.parse_args_into_dataclasses(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for name in AutoDropConfig.field_names():
+        assert f"--autodrop_{name}" in text
+    assert "AutoDrop: Factor (0 < ρ < 1)" in text and "autodrop" in text
+
+
+def test_bad_autodrop_arguments_fail_at_construction(tmp_path):
+    with pytest.raises(ValueError, match="drop_factor must satisfy 0 < drop_factor < 1"):
+        training_args(tmp_path, autodrop_drop_factor=1.5)
+    with pytest.raises(ValueError, match="window_size must be an integer >= 1 or 'auto'"):
+        training_args(tmp_path, autodrop_window_size="often")
+    with pytest.raises(ValueError, match=r"\['rho'\] are not AutoDrop hyper-parameters"):
+        training_args(tmp_path, lr_scheduler_kwargs={"rho": 0.5})
+    with pytest.raises(TypeError, match="AutoDropConfig"):
+        AutoDropCallback({"window_size": 2})
+
+
+def test_set_lr_scheduler_accepts_autodrop(tmp_path):
+    args = training_args(tmp_path, lr_scheduler_type="linear").set_lr_scheduler("autodrop", warmup_steps=3)
+    assert args.lr_scheduler_type == "autodrop" and args.warmup_steps == 3
+    assert args.set_lr_scheduler("cosine").lr_scheduler_type == "cosine"
+
+
+def test_auto_window_uses_planned_optimizer_steps(tmp_path, monkeypatch):
+    monkeypatch.setattr(autodrop_hf.config, "AUTO_WINDOWS_PER_RUN", 10)
+    args = training_args(
+        tmp_path, max_steps=-1, num_train_epochs=3, gradient_accumulation_steps=2, autodrop_window_size="auto"
+    )
+    trainer, _ = run(AutoDropTrainer, args)
+    # 256 examples / batch 8 = 32 batches = 16 optimizer steps per epoch, 48 in all.
+    assert trainer.state.max_steps == 48 == trainer.state.global_step
+    autodrop = autodrop_of(trainer)
+    assert autodrop.window_size == round(48 / 10)
+    assert autodrop.num_steps == 48  # one AutoDrop step per optimizer step, not per micro-batch
+
+
+def test_skipped_optimizer_step_is_not_observed(tmp_path):
+    trainer, _ = run(AutoDropTrainer, training_args(tmp_path, max_steps=10))
+    callback = trainer.callback_handler.callbacks[0]
+    autodrop = callback.autodrop
+    before = autodrop.state_dict()["angular_velocity"]["window_sum"][0].clone()
+    steps = autodrop.num_steps
+
+    class SkippedStep:
+        step_was_skipped = True
+
+    callback.on_step_end(trainer.args, trainer.state, trainer.control, optimizer=SkippedStep())
+    assert autodrop.num_steps == steps
+    assert torch.equal(autodrop.state_dict()["angular_velocity"]["window_sum"][0], before)
+
+
+def test_frozen_parameters_are_ignored(tmp_path):
+    model = tiny_bert()
+    model.bert.requires_grad_(False)  # PEFT-style: frozen base, trained head
+    frozen = {n: p.detach().clone() for n, p in model.bert.named_parameters()}
+    trainer = AutoDropTrainer(model=model, args=training_args(tmp_path), train_dataset=TokenParity())
+    trainer.train()
+    head = sum(p.numel() for p in model.classifier.parameters())
+    assert autodrop_of(trainer).angular_velocity.num_parameters == head
+    assert all(torch.equal(p, frozen[n]) for n, p in model.bert.named_parameters())
+
+
+@pytest.mark.parametrize("usage", ["autodrop_trainer", "stock_trainer"])
+def test_resume_mid_window_is_exact(tmp_path, usage):
+    if usage == "autodrop_trainer":
+        trainer_cls, make_args, extra = AutoDropTrainer, lambda d, **kw: training_args(d, **kw), ()
+    else:
+        trainer_cls, extra = Trainer, (AutoDropCallback(FAST_CONFIG),)
+
+        def make_args(d, **kw):
+            return training_args(d, cls=TrainingArguments, lr_scheduler_type="constant_with_warmup", **kw)
+
+    straight, straight_lrs = run(trainer_cls, make_args(tmp_path / "straight"), callbacks=extra)
+    checkpointed = make_args(tmp_path / "resumed", save_strategy="steps", save_steps=34)
+    run(trainer_cls, checkpointed, callbacks=extra)
+    state = torch.load(tmp_path / "resumed/checkpoint-34" / STATE_FILE, weights_only=True)
+    assert state["angular_velocity"]["steps_in_window"] == 1  # mid-window: (34 - 5) % 2
+    assert state["drops"], "the checkpoint must come after at least one drop"
+    extra = tuple(type(cb)(FAST_CONFIG) for cb in extra)
+    resumed, resumed_lrs = run(
+        trainer_cls,
+        checkpointed,
+        callbacks=extra,
+        resume=str(tmp_path / "resumed/checkpoint-34"),
+        model_seed=7,
+    )
+    assert autodrop_of(resumed).drops == autodrop_of(straight).drops
+    assert autodrop_of(resumed).angles == autodrop_of(straight).angles
+    assert resumed_lrs == {s: lr for s, lr in straight_lrs.items() if s > 34}
+    for a, b in zip(straight.model.parameters(), resumed.model.parameters(), strict=True):
+        assert torch.equal(a, b)
+    history = [json.loads(x) for x in (tmp_path / "resumed" / HISTORY_FILE).read_text().splitlines()]
+    straight_history = [
+        json.loads(x) for x in (tmp_path / "straight" / HISTORY_FILE).read_text().splitlines()
+    ]
+    assert history == straight_history
+
+
+@pytest.mark.parametrize("damage", ["missing", "corrupt"])
+def test_damaged_state_warns_and_keeps_the_scale(tmp_path, damage):
+    args = training_args(tmp_path, save_strategy="steps", save_steps=34)
+    run(AutoDropTrainer, args)
+    path = tmp_path / "checkpoint-34" / STATE_FILE
+    scale = torch.load(path, weights_only=True)["scale"]
+    assert scale < 1
+    if damage == "missing":
+        path.unlink()
+    else:
+        path.write_bytes(b"not a checkpoint")
+    with pytest.warns(UserWarning, match="fresh detector") as record:
+        resumed, lrs = run(AutoDropTrainer, args, resume=str(tmp_path / "checkpoint-34"))
+    assert f"{scale:.6g}" in str(record[0].message)
+    assert lrs[35] == pytest.approx(1e-3 * scale)
+    autodrop = autodrop_of(resumed)
+    assert autodrop.num_steps == 60 and all(s > 34 for s, _ in autodrop.angles)
+
+
+def test_logs_reach_history_tensorboard_and_jsonl(tmp_path, monkeypatch):
+    monkeypatch.setenv("TENSORBOARD_LOGGING_DIR", str(tmp_path / "tb"))
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    args = training_args(tmp_path, report_to=["tensorboard"])
+    trainer, _ = run(AutoDropTrainer, args)
+    autodrop = autodrop_of(trainer)
+    keys = ["autodrop/angular_velocity", "autodrop/smoothed", "autodrop/lr_scale", "autodrop/num_drops"]
+    for entry in trainer.state.log_history:
+        assert all(k in entry for k in keys), entry
+    last = [e for e in trainer.state.log_history if "loss" in e][-1]
+    assert last["autodrop/num_drops"] == len(autodrop.drops)
+    assert last["autodrop/lr_scale"] == autodrop.scale
+    assert math.isnan(trainer.state.log_history[0]["autodrop/smoothed"])  # before the first value
+
+    events = EventAccumulator(str(tmp_path / "tb")).Reload()
+    tags = events.Tags()["scalars"]
+    assert {f"train/{k}" for k in keys} <= set(tags)
+    drops_logged = [e.value for e in events.Scalars("train/autodrop/num_drops")]
+    assert drops_logged == sorted(drops_logged) and drops_logged[-1] == len(autodrop.drops)
+
+    records = [json.loads(x) for x in (tmp_path / HISTORY_FILE).read_text().splitlines()]
+    assert [r["step"] for r in records] == list(range(7, 61, 2))  # every window after warm-up
+    assert [r["step"] for r in records if r["dropped"]] == autodrop.drops
+    assert [(r["step"], r["angle"]) for r in records if r["angle"] is not None] == autodrop.angles
+    assert records[-1]["lr"] == trainer.optimizer.param_groups[0]["lr"]
+
+
+def test_plot_command_draws_a_real_run(tmp_path):
+    import matplotlib.pyplot as plt
+
+    args = training_args(tmp_path, eval_strategy="steps", eval_steps=20)
+    trainer = AutoDropTrainer(
+        model=tiny_bert(), args=args, train_dataset=TokenParity(), eval_dataset=TokenParity(64, seed=1)
+    )
+    trainer.train()
+    trainer.save_state()
+    from autodrop_hf.cli import main
+
+    main(["plot", str(tmp_path), "--output", str(tmp_path / "run.png")])
+    image = plt.imread(tmp_path / "run.png")
+    assert image.shape[0] > 400 and image.shape[1] > 600
+    assert np.asarray(image)[..., :3].std() > 0.05  # not blank
+    with pytest.raises(SystemExit) as exit_info:
+        main(["plot", str(tmp_path / "nowhere")])
+    assert exit_info.value.code == 2
+
+
+def test_core_import_does_not_import_transformers():
+    import subprocess
+
+    code = "import autodrop_hf, sys; print('transformers' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"

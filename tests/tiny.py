@@ -1,0 +1,37 @@
+"""A tiny BERT and a generated classification set: a real Trainer run in seconds, offline."""
+
+from __future__ import annotations
+
+import torch
+from transformers import BertConfig, BertForSequenceClassification
+
+VOCAB, LENGTH = 64, 12
+
+
+def tiny_bert(seed: int = 0) -> BertForSequenceClassification:
+    torch.manual_seed(seed)
+    config = BertConfig(
+        vocab_size=VOCAB,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=LENGTH,
+        num_labels=2,
+    )
+    return BertForSequenceClassification(config)
+
+
+class TokenParity(torch.utils.data.Dataset):
+    """Label 1 when token 7 appears more often than token 9: learnable, not trivial."""
+
+    def __init__(self, size: int = 256, seed: int = 0) -> None:
+        generator = torch.Generator().manual_seed(seed)
+        self.input_ids = torch.randint(5, VOCAB, (size, LENGTH), generator=generator)
+        self.labels = ((self.input_ids == 7).sum(1) > (self.input_ids == 9).sum(1)).long()
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        return {"input_ids": self.input_ids[index], "labels": self.labels[index]}
