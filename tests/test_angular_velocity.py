@@ -214,3 +214,14 @@ def test_state_from_another_model_or_window_is_refused():
         WindowedAngularVelocity([torch.nn.Parameter(torch.zeros(3))], window_size=3).load_state_dict(
             meter.state_dict()
         )
+
+
+def test_window_of_one_step_is_the_per_iteration_angle():
+    """k = 1 is Definition 1.1: the angle between consecutive parameter updates."""
+    trajectory = slow_drift_trajectory(steps=50, size=30, seed=6)
+    angles, seen = measure(trajectory, window_size=1)
+    updates = np.diff(seen, axis=0)
+    a, b = updates[1:], updates[:-1]
+    expected = np.degrees(np.arccos((a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)))
+    assert len(angles) == 48
+    np.testing.assert_allclose(angles, expected, atol=1e-3)
