@@ -43,9 +43,7 @@ def trainable_parameters(model_or_params: nn.Module | Iterable[Any]) -> list[Ten
     found: dict[int, Tensor] = {}
     for tensor in candidates:
         if not isinstance(tensor, Tensor):
-            raise TypeError(
-                f"AutoDrop expects a model, tensors or parameter groups, got {type(tensor).__name__}."
-            )
+            raise TypeError(f"AutoDrop expects a model, tensors or parameter groups, got {type(tensor).__name__}.")
         if tensor.requires_grad and tensor.is_floating_point():
             found.setdefault(id(tensor), tensor)
     if not found:
@@ -101,9 +99,7 @@ class _DeviceBuffers:
         for start in range(0, self.numel, _REDUCTION_CHUNK):
             current = self.window_sum[start : start + _REDUCTION_CHUNK]
             previous = self.previous[start : start + _REDUCTION_CHUNK]
-            sums += torch.stack(
-                (current.dot(previous), current.dot(current), previous.dot(previous))
-            ).double()
+            sums += torch.stack((current.dot(previous), current.dot(current), previous.dot(previous))).double()
         return sums
 
 

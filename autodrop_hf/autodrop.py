@@ -64,11 +64,7 @@ class AutoDrop:
         self.scheduler = scheduler
         if num_warmup_steps is None:
             num_warmup_steps = getattr(unwrap_scheduler(scheduler), "num_warmup_steps", 0)
-        if (
-            isinstance(num_warmup_steps, bool)
-            or not isinstance(num_warmup_steps, int)
-            or num_warmup_steps < 0
-        ):
+        if isinstance(num_warmup_steps, bool) or not isinstance(num_warmup_steps, int) or num_warmup_steps < 0:
             raise ValueError(f"num_warmup_steps must be an integer >= 0, got {num_warmup_steps!r}.")
         self.num_warmup_steps = num_warmup_steps
         self.window_size = self.config.resolve_window_size(num_training_steps)

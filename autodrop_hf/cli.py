@@ -14,8 +14,19 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     plot.add_argument("output_dir", help="the run's output_dir (holds autodrop_history.jsonl)")
     plot.add_argument("--output", help="PNG path (default: OUTPUT_DIR/autodrop.png)")
+    nqm = commands.add_parser(
+        "nqm", help="the paper's noisy quadratic model: Figures 1-2, Theorem 3.2 and Eq. 38 checked"
+    )
+    nqm.add_argument("--output", default="nqm", help="folder for figures and nqm_results.json (default: nqm)")
+    nqm.add_argument("--steps", type=int, default=3000, help="iterations of the Figure 1-2 runs")
+    nqm.add_argument("--theorem_steps", type=int, default=20_000, help="stationary iterations per lr for Thm 3.2")
+    nqm.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    if args.command == "plot":
+    if args.command == "nqm":
+        from .nqm_experiment import run
+
+        run(args.output, steps=args.steps, seed=args.seed, theorem_steps=args.theorem_steps)
+    elif args.command == "plot":
         from .plot import plot_run
 
         try:

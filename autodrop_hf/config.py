@@ -40,9 +40,7 @@ class AutoDropConfig:
     )
     buffer_size: int = field(
         default=10,
-        metadata={
-            "help": "Angles smoothed by the Gaussian filter (m >= 2); drops are >= m + 1 windows apart."
-        },
+        metadata={"help": "Angles smoothed by the Gaussian filter (m >= 2); drops are >= m + 1 windows apart."},
     )
     threshold: float = field(
         default=0.1,

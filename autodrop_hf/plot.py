@@ -50,9 +50,7 @@ def plot_run(output_dir: str | Path, output: str | Path | None = None) -> Path:
     output = Path(output) if output is not None else Path(output_dir) / "autodrop.png"
     drops = [w["step"] for w in windows if w["dropped"]]
     train = [e for e in log_history if "loss" in e and "step" in e]
-    evals = sorted(
-        {k for e in log_history for k in e if k.startswith("eval_") and not k.endswith(_NOT_METRICS)}
-    )
+    evals = sorted({k for e in log_history for k in e if k.startswith("eval_") and not k.endswith(_NOT_METRICS)})
     panels = 3 + bool(evals)
     figure, axes = plt.subplots(panels, 1, figsize=(9, 2.6 * panels), sharex=True)
 

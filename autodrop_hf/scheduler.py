@@ -24,11 +24,7 @@ class AutoDropLR(LRScheduler):
     """
 
     def __init__(self, optimizer: Optimizer, num_warmup_steps: int = 0, last_epoch: int = -1) -> None:
-        if (
-            isinstance(num_warmup_steps, bool)
-            or not isinstance(num_warmup_steps, int)
-            or num_warmup_steps < 0
-        ):
+        if isinstance(num_warmup_steps, bool) or not isinstance(num_warmup_steps, int) or num_warmup_steps < 0:
             raise ValueError(f"num_warmup_steps must be an integer >= 0, got {num_warmup_steps!r}.")
         self.num_warmup_steps = num_warmup_steps
         self.scale = 1.0

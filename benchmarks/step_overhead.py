@@ -37,9 +37,7 @@ def load_model(name: str) -> torch.nn.Module:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="minilm", help="tiny, minilm, or a local model path")
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--window_size", type=int, default=64)
@@ -74,8 +72,7 @@ def main() -> None:
 
     trainable = autodrop.angular_velocity.num_parameters
     buffer_bytes = sum(
-        b.reference.nbytes + b.window_sum.nbytes + b.previous.nbytes
-        for b in autodrop.angular_velocity.buffers
+        b.reference.nbytes + b.window_sum.nbytes + b.previous.nbytes for b in autodrop.angular_velocity.buffers
     )
     train_step = [sum(parts) - a for *parts, a in zip(*times.values(), strict=True)]
     result = {
@@ -91,8 +88,7 @@ def main() -> None:
         "mean_ms": {key: statistics.fmean(v) for key, v in times.items()},
         "autodrop_over_optimizer_step": statistics.fmean(times["autodrop_step"])
         / statistics.fmean(times["optimizer_step"]),
-        "autodrop_over_training_step": statistics.fmean(times["autodrop_step"])
-        / statistics.fmean(train_step),
+        "autodrop_over_training_step": statistics.fmean(times["autodrop_step"]) / statistics.fmean(train_step),
         "bytes_per_trainable_parameter": buffer_bytes / trainable,
         "angles": len(autodrop.angles),
     }

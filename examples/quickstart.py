@@ -22,9 +22,7 @@ def make_task(num_examples: int, generator: torch.Generator) -> tuple[torch.Tens
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=3000, help="optimizer steps")
     parser.add_argument("--window_size", type=int, default=10, help="AutoDrop window, in optimizer steps")
     parser.add_argument("--lr", type=float, default=3e-3, help="peak learning rate (AdamW)")
@@ -53,10 +51,7 @@ def main() -> None:
             print(f"step {step:5d}  DROP  lr -> {optimizer.param_groups[0]['lr']:.3e}")
         elif autodrop.angles and autodrop.angles[-1][0] == step and len(autodrop.angles) % 10 == 1:
             smoothed = f"{autodrop.smoothed[-1][1]:6.2f}°" if autodrop.smoothed else "   -   "
-            print(
-                f"step {step:5d}  angle {autodrop.angles[-1][1]:6.2f}°  smoothed {smoothed}  "
-                f"loss {loss.item():.4f}"
-            )
+            print(f"step {step:5d}  angle {autodrop.angles[-1][1]:6.2f}°  smoothed {smoothed}  loss {loss.item():.4f}")
     with torch.no_grad():
         accuracy = (model(inputs).argmax(-1) == labels).float().mean().item()
     print(

@@ -207,13 +207,9 @@ def test_state_round_trip_mid_window(tmp_path):
 def test_state_from_another_model_or_window_is_refused():
     meter = WindowedAngularVelocity([torch.nn.Parameter(torch.zeros(3))], window_size=2)
     with pytest.raises(ValueError, match="different model"):
-        WindowedAngularVelocity([torch.nn.Parameter(torch.zeros(4))], window_size=2).load_state_dict(
-            meter.state_dict()
-        )
+        WindowedAngularVelocity([torch.nn.Parameter(torch.zeros(4))], window_size=2).load_state_dict(meter.state_dict())
     with pytest.raises(ValueError, match="same window_size"):
-        WindowedAngularVelocity([torch.nn.Parameter(torch.zeros(3))], window_size=3).load_state_dict(
-            meter.state_dict()
-        )
+        WindowedAngularVelocity([torch.nn.Parameter(torch.zeros(3))], window_size=3).load_state_dict(meter.state_dict())
 
 
 def test_window_of_one_step_is_the_per_iteration_angle():

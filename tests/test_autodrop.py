@@ -16,9 +16,7 @@ class NoisyQuadratic:
         self.curvature = torch.arange(1, 201, dtype=torch.float32) / 10
         self.x = torch.nn.Parameter(torch.randn(200))
         self.optimizer = torch.optim.SGD([self.x], lr=lr)
-        self.scheduler = (scheduler or (lambda opt: AutoDropLR(opt, num_warmup_steps=num_warmup_steps)))(
-            self.optimizer
-        )
+        self.scheduler = (scheduler or (lambda opt: AutoDropLR(opt, num_warmup_steps=num_warmup_steps)))(self.optimizer)
         self.trajectory, self.lrs = [], []
 
     def train_step(self):

@@ -41,9 +41,7 @@ def write_glue_task(root: Path, task: str, rows: int = 48, seed: int = 0) -> Pat
             lines = [f"gj04\t{rng.choice('01')}\t\t{sentence(rng)}" for _ in range(rows)]
         elif task == "mrpc":  # byte-order mark before the header
             lines = ["\ufeffQuality\t#1 ID\t#2 ID\t#1 String\t#2 String"]
-            lines += [
-                f"{rng.choice('01')}\t{i}\t{i + 1}\t{sentence(rng)}\t{sentence(rng)}" for i in range(rows)
-            ]
+            lines += [f"{rng.choice('01')}\t{i}\t{i + 1}\t{sentence(rng)}\t{sentence(rng)}" for i in range(rows)]
         elif task == "stsb":
             lines = ["index\tgenre\tfilename\tyear\told_index\tsource1\tsource2\tsentence1\tsentence2\tscore"]
             lines += [
@@ -63,9 +61,7 @@ def write_glue_task(root: Path, task: str, rows: int = 48, seed: int = 0) -> Pat
                     f"{sentence(rng)}\t{sentence(rng)}\t{label}\t{label}"
                 )
         elif task == "sst2":
-            lines = ["sentence\tlabel"] + [
-                f'{sentence(rng)} "quoted\t{rng.choice("01")}' for _ in range(rows)
-            ]
+            lines = ["sentence\tlabel"] + [f'{sentence(rng)} "quoted\t{rng.choice("01")}' for _ in range(rows)]
         (folder / name).write_text("\n".join(lines) + "\n", encoding="utf-8")
     return folder
 

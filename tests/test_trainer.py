@@ -245,9 +245,7 @@ def test_resume_mid_window_is_exact(tmp_path, usage):
     for a, b in zip(straight.model.parameters(), resumed.model.parameters(), strict=True):
         assert torch.equal(a, b)
     history = [json.loads(x) for x in (tmp_path / "resumed" / HISTORY_FILE).read_text().splitlines()]
-    straight_history = [
-        json.loads(x) for x in (tmp_path / "straight" / HISTORY_FILE).read_text().splitlines()
-    ]
+    straight_history = [json.loads(x) for x in (tmp_path / "straight" / HISTORY_FILE).read_text().splitlines()]
     assert history == straight_history
 
 

