@@ -6,6 +6,12 @@ mean ``y_{i-1}``, so the displacement ``s_i = y_i - y_{i-1}`` is the accumulator
 window size, not a difference of two large numbers. Buffers are float32 (float64 when a parameter
 is float64) whatever the parameter dtype. The per-step work is two multi-tensor in-place ops and
 no host synchronisation; the one synchronisation per window reads three float64 sums.
+
+Several processes (SPEC.md): each process works on the tensors it holds — the local shard of a
+``DTensor`` parameter (FSDP2), or the whole tensor of a replicated one (DDP) — and its three partial
+sums are all-reduced. A tensor held by ``R`` processes (``R`` = world size for plain tensors, the
+product of the mesh sizes along ``Replicate`` placements for a ``DTensor``) enters the sums with weight
+``1/R``, so sharded, replicated and mixed models all give the single-process angle exactly.
 """
 
 from __future__ import annotations
@@ -30,8 +36,16 @@ def trainable_parameters(model_or_params: nn.Module | Iterable[Any]) -> list[Ten
 
     Accepts a module, an iterable of tensors, or optimizer-style parameter groups
     (dicts with a ``"params"`` key). Frozen tensors (PEFT/LoRA base weights) are left out.
+    FSDP1 modules are refused: their flat parameters do not say which elements each process holds.
     """
     if isinstance(model_or_params, nn.Module):
+        from torch.distributed.fsdp import FullyShardedDataParallel
+
+        if any(isinstance(m, FullyShardedDataParallel) for m in model_or_params.modules()):
+            raise ValueError(
+                "AutoDrop does not support FSDP1 (FullyShardedDataParallel) flat parameters: use FSDP2 "
+                "(torch.distributed.fsdp.fully_shard, or fsdp_version: 2 in Accelerate/Trainer)."
+            )
         candidates: Iterable[Any] = model_or_params.parameters()
     else:
         candidates = []
@@ -60,19 +74,39 @@ def angle_degrees(dot: float, norm_sq_a: float, norm_sq_b: float) -> float:
     return math.degrees(math.acos(min(1.0, max(-1.0, cosine))))
 
 
+def _local_tensor(param: Tensor) -> Tensor:
+    """The part of ``param`` this process holds: a live view, updated by the optimizer in place."""
+    to_local = getattr(param, "to_local", None)  # DTensor
+    return param if to_local is None else to_local()
+
+
+def _replication(param: Tensor, world_size: int) -> int:
+    """How many processes hold the same elements as this process does for ``param``."""
+    placements = getattr(param, "placements", None)
+    if placements is None:
+        return world_size  # a plain tensor in a multi-process run is replicated (DDP)
+    replication = 1
+    for dim, placement in enumerate(placements):
+        if placement.is_partial():
+            raise ValueError(f"AutoDrop cannot watch a DTensor parameter with a Partial placement ({placements}).")
+        if placement.is_replicate():
+            replication *= param.device_mesh.size(dim)
+    return replication
+
+
 class _DeviceBuffers:
-    """Flat window buffers for the parameters that live on one device.
+    """Flat window buffers for local tensors on one device that share one replication count.
 
     ``reference`` holds the previous window mean, ``window_sum`` the running sum of
     ``x_t - reference``, ``previous`` the previous displacement. Each is one flat tensor with a
-    view per parameter, so per-step ops are multi-tensor and per-window reductions are single ops.
+    view per tensor, so per-step ops are multi-tensor and per-window reductions are single ops.
     """
 
-    def __init__(self, params: list[Tensor]) -> None:
+    def __init__(self, params: list[Tensor], device: torch.device, replication: int) -> None:
         self.params = params
+        self.replication = replication
         self.dtype = torch.float64 if any(p.dtype == torch.float64 for p in params) else torch.float32
         self.numel = sum(p.numel() for p in params)
-        device = params[0].device
         self.reference, self.reference_views = self._flat(device)
         self.window_sum, self.window_sum_views = self._flat(device)
         self.previous, self.previous_views = self._flat(device)
@@ -100,7 +134,7 @@ class _DeviceBuffers:
             current = self.window_sum[start : start + _REDUCTION_CHUNK]
             previous = self.previous[start : start + _REDUCTION_CHUNK]
             sums += torch.stack((current.dot(previous), current.dot(current), previous.dot(previous))).double()
-        return sums
+        return sums / self.replication
 
 
 class WindowedAngularVelocity:
@@ -114,9 +148,9 @@ class WindowedAngularVelocity:
     Args:
         params: the tensors to watch (see :func:`trainable_parameters`).
         window_size: optimizer steps per window, ``k``.
-        reduce_sums: optional all-reduce (sum) of the three float64 partial sums across processes.
-            Exact for sharded parameters (disjoint shards) and for replicated ones (every sum is
-            multiplied by the world size, which cancels in the cosine).
+        reduce_sums: all-reduce (sum) of the three float64 partial sums across processes, with
+            several processes; one call of 24 bytes per window.
+        world_size: number of processes; plain tensors count as replicated on all of them.
     """
 
     def __init__(
@@ -124,15 +158,19 @@ class WindowedAngularVelocity:
         params: Sequence[Tensor],
         window_size: int,
         reduce_sums: Callable[[Tensor], Tensor] | None = None,
+        world_size: int = 1,
     ) -> None:
         if window_size < 1:
             raise ValueError(f"window_size must be >= 1, got {window_size}.")
         self.window_size = window_size
         self.reduce_sums = reduce_sums
-        by_device: dict[torch.device, list[Tensor]] = {}
+        self.world_size = world_size
+        groups: dict[tuple[torch.device, int], list[Tensor]] = {}
         for p in params:
-            by_device.setdefault(p.device, []).append(p)
-        self.buffers = [_DeviceBuffers(group) for group in by_device.values()]
+            local = _local_tensor(p)
+            groups.setdefault((local.device, _replication(p, world_size)), []).append(local)
+        self.buffers = [_DeviceBuffers(group, *key) for key, group in groups.items()]
+        self._sum_device = self.buffers[0].reference.device
         self.steps_in_window = 0
         self._has_reference = False  # reference holds a snapshot or a window mean
         self._reference_is_mean = False
@@ -143,6 +181,11 @@ class WindowedAngularVelocity:
     def num_parameters(self) -> int:
         """Number of scalar parameters watched (on this process)."""
         return sum(b.numel for b in self.buffers)
+
+    @property
+    def is_sharded(self) -> bool:
+        """Whether this process holds elements that not every process holds (its state is its own)."""
+        return any(b.replication < self.world_size for b in self.buffers)
 
     @torch.no_grad()
     def observe(self) -> float | None:
@@ -162,9 +205,9 @@ class WindowedAngularVelocity:
     def _close_window(self) -> float | None:
         for b in self.buffers:
             b.window_sum.div_(self.window_size)  # now s_i = y_i - y_{i-1}
-        sums = self.buffers[0].partial_sums()
-        for b in self.buffers[1:]:
-            sums += b.partial_sums().to(sums.device)
+        sums = torch.zeros(3, dtype=torch.float64, device=self._sum_device)
+        for b in self.buffers:
+            sums += b.partial_sums().to(self._sum_device)
         if self.reduce_sums is not None:
             sums = self.reduce_sums(sums)
         dot, norm_sq, previous_norm_sq = sums.tolist()  # the one host sync per window

@@ -41,8 +41,10 @@ class AutoDrop:
             the three partial sums of each window are all-reduced, so every process takes the same
             decisions.
         num_training_steps: planned optimizer steps ``T``, used by ``window_size="auto"``.
-        num_warmup_steps: optimizer steps not observed; defaults to the scheduler's
-            ``num_warmup_steps`` attribute when it has one, else 0.
+        num_warmup_steps: optimizer steps not observed. By default the scheduler's warm-up: with an
+            :class:`~autodrop_hf.AutoDropLR`, observation starts once its ``last_epoch`` passes its
+            ``num_warmup_steps`` — right also when Accelerate steps a prepared scheduler once per
+            process per optimizer step; else 0.
         base_lr: the peak learning rate ``min_lr`` is relative to; defaults to the largest
             ``initial_lr`` of the scheduler's optimizer. Needed only when ``min_lr > 0``.
     """
@@ -62,18 +64,17 @@ class AutoDrop:
         if not isinstance(self.config, AutoDropConfig):
             raise TypeError(f"config must be an AutoDropConfig, got {type(self.config).__name__}.")
         self.scheduler = scheduler
-        if num_warmup_steps is None:
-            num_warmup_steps = getattr(unwrap_scheduler(scheduler), "num_warmup_steps", 0)
-        if isinstance(num_warmup_steps, bool) or not isinstance(num_warmup_steps, int) or num_warmup_steps < 0:
+        if num_warmup_steps is not None and (
+            isinstance(num_warmup_steps, bool) or not isinstance(num_warmup_steps, int) or num_warmup_steps < 0
+        ):
             raise ValueError(f"num_warmup_steps must be an integer >= 0, got {num_warmup_steps!r}.")
         self.num_warmup_steps = num_warmup_steps
         self.window_size = self.config.resolve_window_size(num_training_steps)
         self.min_scale = self._min_scale(base_lr)
-        reduce_sums = None
-        if accelerator is not None and accelerator.num_processes > 1:
-            reduce_sums = partial(accelerate.utils.reduce, reduction="sum")
+        world_size = 1 if accelerator is None else accelerator.num_processes
+        reduce_sums = partial(accelerate.utils.reduce, reduction="sum") if world_size > 1 else None
         self.angular_velocity = WindowedAngularVelocity(
-            trainable_parameters(model_or_params), self.window_size, reduce_sums
+            trainable_parameters(model_or_params), self.window_size, reduce_sums, world_size
         )
         self.detector = SaturationDetector(self.config.buffer_size, self.config.threshold)
         self.scale = lr_scale_of(scheduler)  # 1.0, or the drops a restored scheduler carries
@@ -98,7 +99,7 @@ class AutoDrop:
     def step(self) -> bool:
         """Observe the parameters after one optimizer step; return whether the LR was dropped."""
         self.num_steps += 1
-        if self.num_steps <= self.num_warmup_steps:
+        if not self._observing():
             return False
         angle = self.angular_velocity.observe()
         if angle is None:
@@ -119,10 +120,19 @@ class AutoDrop:
             apply_lr_scale(self.scheduler, self.scale, scale)
         self.scale = scale
 
+    def _observing(self) -> bool:
+        """Whether warm-up is over: after ``num_warmup_steps`` optimizer steps, or, by default, once
+        the scheduler's ``last_epoch`` has passed its ``num_warmup_steps``."""
+        if self.num_warmup_steps is not None:
+            return self.num_steps > self.num_warmup_steps
+        scheduler = unwrap_scheduler(self.scheduler)
+        warmup = getattr(scheduler, "num_warmup_steps", None)
+        return warmup is None or scheduler.last_epoch > warmup
+
     @property
     def window_ended(self) -> bool:
         """Whether the last :meth:`step` closed a window (observation has started)."""
-        return self.num_steps > self.num_warmup_steps and self.angular_velocity.steps_in_window == 0
+        return self._observing() and self.angular_velocity.steps_in_window == 0
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to resume mid-window: plain Python values and the window buffers."""
@@ -145,7 +155,7 @@ class AutoDrop:
         self.angular_velocity.load_state_dict(state["angular_velocity"])
         self.detector.load_state_dict(state["detector"])
         self.num_steps = int(state["num_steps"])
-        self.num_warmup_steps = int(state["num_warmup_steps"])
+        self.num_warmup_steps = state["num_warmup_steps"]
         self.min_scale = float(state["min_scale"])
         self.angles = [(int(s), float(a)) for s, a in state["angles"]]
         self.smoothed = [(int(s), float(c)) for s, c in state["smoothed"]]

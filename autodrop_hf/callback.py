@@ -18,7 +18,8 @@ from .autodrop import AutoDrop
 from .config import AutoDropConfig
 from .scheduler import AutoDropLR, unwrap_scheduler
 
-#: Written into every checkpoint folder: :meth:`AutoDrop.state_dict`.
+#: Written into every checkpoint folder: :meth:`AutoDrop.state_dict`. When parameters are sharded
+#: (FSDP2), every process writes its own ``autodrop_state_rank<N>.pt`` instead.
 STATE_FILE = "autodrop_state.pt"
 #: Written into ``output_dir``: one JSON line per window (step, angle, smoothed, lr, lr_scale, dropped).
 HISTORY_FILE = "autodrop_history.jsonl"
@@ -40,7 +41,9 @@ class AutoDropCallback(TrainerCallback):
       ``state.log_history``. The ``report_to`` integrations see them when this callback runs before
       theirs: :class:`~autodrop_hf.AutoDropTrainer` puts it first; with a stock ``Trainer`` do
       ``trainer.callback_handler.callbacks.insert(0, trainer.pop_callback(AutoDropCallback))``.
-    - ``on_save``: writes the detector state (window buffers included) next to the checkpoint.
+    - ``on_save``: writes the detector state (window buffers included) next to the checkpoint: one
+      copy when every process holds the same state (DDP), one file per process when parameters are
+      sharded (FSDP2).
 
     A drop multiplies whatever schedule the Trainer runs; ``constant_with_warmup`` (or
     :class:`~autodrop_hf.AutoDropTrainer` with ``lr_scheduler_type="autodrop"``) means AutoDrop alone.
@@ -96,8 +99,14 @@ class AutoDropCallback(TrainerCallback):
         if state.is_world_process_zero:
             self._truncate_history(Path(args.output_dir) / HISTORY_FILE, state.global_step)
 
+    def _state_path(self, args: TrainingArguments, state: TrainerState) -> Path:
+        folder = Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}"
+        if self.autodrop.angular_velocity.is_sharded:
+            return folder / f"autodrop_state_rank{PartialState().process_index}.pt"
+        return folder / STATE_FILE
+
     def _restore(self, args: TrainingArguments, state: TrainerState, model: Any, lr_scheduler: Any) -> None:
-        path = Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}" / STATE_FILE
+        path = self._state_path(args, state)
         try:
             self.autodrop.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
             return
@@ -166,8 +175,10 @@ class AutoDropCallback(TrainerCallback):
             state.log_history[-1].update({k: v for k, v in logs.items() if k.startswith("autodrop/")})
 
     def on_save(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
-        if self.autodrop is None or not args.should_save:
+        if self.autodrop is None:
             return
-        folder = Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}"
-        folder.mkdir(parents=True, exist_ok=True)
-        torch.save(self.autodrop.state_dict(), folder / STATE_FILE)
+        if not (args.should_save or self.autodrop.angular_velocity.is_sharded):
+            return  # replicated state: one copy, written by the process that saves checkpoints
+        path = self._state_path(args, state)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(self.autodrop.state_dict(), path)

@@ -71,7 +71,6 @@ def test_drop_takes_effect_from_the_next_optimizer_step():
 def test_warmup_steps_are_not_observed():
     problem = NoisyQuadratic(num_warmup_steps=50)
     autodrop = AutoDrop([problem.x], AutoDropConfig(window_size=7), problem.scheduler)
-    assert autodrop.num_warmup_steps == 50  # read from the AutoDropLR
     run(problem, autodrop, 200)
     assert autodrop.angles[0][0] == 50 + 3 * 7
     np.testing.assert_allclose(

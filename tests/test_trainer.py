@@ -322,3 +322,16 @@ def test_core_import_does_not_import_transformers():
     code = "import autodrop_hf, sys; print('transformers' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+def test_sharded_state_is_saved_and_restored_per_process(tmp_path, monkeypatch):
+    from autodrop_hf.angular_velocity import WindowedAngularVelocity
+
+    monkeypatch.setattr(WindowedAngularVelocity, "is_sharded", property(lambda self: True))
+    args = training_args(tmp_path, save_strategy="steps", save_steps=34)
+    straight, _ = run(AutoDropTrainer, args)
+    assert [p.name for p in (tmp_path / "checkpoint-34").glob("autodrop_state*")] == ["autodrop_state_rank0.pt"]
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*fresh detector")
+        resumed, _ = run(AutoDropTrainer, args, resume=str(tmp_path / "checkpoint-34"))
+    assert autodrop_of(resumed).angles == autodrop_of(straight).angles

@@ -1,0 +1,132 @@
+"""A ``*_no_trainer``-style loop with AutoDrop, run with 2 processes (torchrun / accelerate launch).
+
+--layout ddp:    model, optimizer and an AutoDropLR go through accelerator.prepare (DDP; the prepared
+                 scheduler steps once per process per optimizer step, HF's no_trainer convention).
+--layout fsdp:   FSDP2 (fully_shard) on every layer.
+--layout mixed:  the first layer sharded (FSDP2), the last one replicated (gradients all-reduced by hand).
+The run stops in the middle of a window, saves and reloads the AutoDrop state (one file per rank), and
+goes on. Rank 0 then replays the same global batches alone on an unsharded copy: the reference.
+Every rank writes OUT/rank<N>.json: angles, drops, learning rates, all_reduce calls inside AutoDrop.step().
+"""
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from accelerate import Accelerator
+
+from autodrop_hf import AutoDrop, AutoDropConfig, AutoDropLR
+
+CONFIG = AutoDropConfig(window_size=3, buffer_size=3, threshold=5.0, drop_factor=0.8)
+STEPS, WARMUP, BATCH, LR = 90, 6, 16, 0.2  # BATCH: global batch
+CHECKPOINT = 46  # (46 - WARMUP) % 3 != 0: mid-window
+
+
+def make_model():
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Linear(12, 32), torch.nn.Tanh(), torch.nn.Linear(32, 3))
+
+
+def global_batch(step):
+    generator = torch.Generator().manual_seed(1000 + step)
+    inputs = torch.randn(BATCH, 12, generator=generator)
+    return inputs, (inputs[:, :3].sum(1) > 0).long() + (inputs[:, 3] > 1).long()
+
+
+class CollectiveCounter:
+    """Counts the all_reduce calls (and their bytes) made while ``active``."""
+
+    def __init__(self):
+        self.calls, self.bytes, self.active = 0, 0, False
+        self._all_reduce = dist.all_reduce
+        dist.all_reduce = self._counted
+
+    def _counted(self, tensor, *args, **kwargs):
+        if self.active:
+            self.calls += 1
+            self.bytes += tensor.numel() * tensor.element_size()
+        return self._all_reduce(tensor, *args, **kwargs)
+
+
+def train(steps, model, optimizer, scheduler, autodrop, counter=None, rank=0, world=1, sync_replicated=()):
+    lrs = []
+    for step in steps:
+        inputs, labels = global_batch(step)
+        share = slice(rank * BATCH // world, (rank + 1) * BATCH // world)
+        torch.nn.functional.cross_entropy(model(inputs[share]), labels[share]).backward()
+        for p in sync_replicated:  # data parallelism by hand for the replicated layer of "mixed"
+            dist.all_reduce(p.grad)
+            p.grad /= world
+        lrs.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        optimizer.zero_grad()
+        scheduler.step()
+        if counter:
+            counter.active = True
+        autodrop.step()
+        if counter:
+            counter.active = False
+    return lrs
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--layout", choices=["ddp", "fsdp", "mixed"], required=True)
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args()
+    accelerator = Accelerator(cpu=True)
+    rank, world = accelerator.process_index, accelerator.num_processes
+    counter = CollectiveCounter()
+    model, replicated = make_model(), []
+    if args.layout == "ddp":
+        optimizer = torch.optim.SGD(model.parameters(), lr=LR)
+        scheduler = AutoDropLR(optimizer, num_warmup_steps=WARMUP * world)
+        model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+    else:
+        from torch.distributed.fsdp import fully_shard
+
+        fully_shard(model[0])
+        if args.layout == "fsdp":
+            fully_shard(model)
+        else:
+            replicated = list(model[2].parameters())
+        optimizer = torch.optim.SGD(model.parameters(), lr=LR)
+        scheduler = AutoDropLR(optimizer, num_warmup_steps=WARMUP)
+
+    autodrop = AutoDrop(model, CONFIG, scheduler, accelerator=accelerator)
+    lrs = train(range(CHECKPOINT), model, optimizer, scheduler, autodrop, counter, rank, world, replicated)
+    path = args.out / f"state_rank{rank}.pt"
+    torch.save(autodrop.state_dict(), path)
+    autodrop = AutoDrop(model, CONFIG, scheduler, accelerator=accelerator)
+    autodrop.load_state_dict(torch.load(path, weights_only=True))
+    lrs += train(range(CHECKPOINT, STEPS), model, optimizer, scheduler, autodrop, counter, rank, world, replicated)
+
+    record = {
+        "world": world,
+        "is_sharded": autodrop.angular_velocity.is_sharded,
+        "local_parameters": autodrop.angular_velocity.num_parameters,
+        "angles": autodrop.angles,
+        "drops": autodrop.drops,
+        "lrs": lrs,
+        "all_reduce_calls": counter.calls,
+        "all_reduce_bytes": counter.bytes,
+        "windows": (STEPS - WARMUP) // CONFIG.window_size,
+    }
+    if rank == 0:
+        reference_model = make_model()
+        reference_optimizer = torch.optim.SGD(reference_model.parameters(), lr=LR)
+        reference_scheduler = AutoDropLR(reference_optimizer, num_warmup_steps=WARMUP)
+        reference = AutoDrop(reference_model, CONFIG, reference_scheduler)
+        record["reference_lrs"] = train(
+            range(STEPS), reference_model, reference_optimizer, reference_scheduler, reference
+        )
+        record["reference_angles"] = reference.angles
+        record["reference_drops"] = reference.drops
+    (args.out / f"rank{rank}.json").write_text(json.dumps(record))
+    accelerator.wait_for_everyone()
+
+
+if __name__ == "__main__":
+    main()

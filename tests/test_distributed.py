@@ -1,0 +1,75 @@
+"""Two processes on CPU (gloo), launched with torchrun: DDP, FSDP2, mixed replication, resume."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+SCRIPTS = Path(__file__).parent / "distributed"
+
+
+def launch(script, *arguments, processes=2):
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}"]
+    if processes == 1:
+        command = [sys.executable]
+    env = dict(os.environ, OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
+    result = subprocess.run(
+        [*command, str(SCRIPTS / script), *map(str, arguments)], capture_output=True, text=True, env=env, timeout=600
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+
+def records(folder, world=2):
+    return [json.loads((folder / f"rank{rank}.json").read_text()) for rank in range(world)]
+
+
+def angles(record, key="angles"):
+    return np.array([angle for _, angle in record[key]])
+
+
+@pytest.mark.parametrize("layout", ["ddp", "fsdp", "mixed"])
+def test_plain_loop_matches_one_process(tmp_path, layout):
+    launch("plain_loop.py", "--layout", layout, "--out", tmp_path)
+    first, second = records(tmp_path)
+    # every process takes the same decisions at the same steps
+    assert first["drops"] == second["drops"] and first["lrs"] == second["lrs"]
+    assert first["angles"] == second["angles"]
+    # ... and the same as one process on the same global batches, through a mid-window checkpoint
+    assert first["drops"] == first["reference_drops"] and len(first["drops"]) >= 2
+    assert np.allclose(first["lrs"], first["reference_lrs"], rtol=1e-12)
+    tolerance = 1e-3 if layout == "ddp" else 1e-4
+    assert np.abs(angles(first) - angles(first, "reference_angles")).max() < tolerance
+    # O(1) communication: one all_reduce of three float64 per window, nothing on other steps
+    assert first["all_reduce_calls"] == first["windows"] == 28
+    assert first["all_reduce_bytes"] == 24 * first["windows"]
+    if layout == "ddp":  # replicated: each process holds everything, the state is the same everywhere
+        assert not first["is_sharded"] and first["local_parameters"] == second["local_parameters"] == 515
+    else:  # sharded: each holds its part, its state is its own
+        assert first["is_sharded"] and second["is_sharded"]
+        assert first["local_parameters"] + second["local_parameters"] == (515 if layout == "fsdp" else 515 + 99)
+
+
+def test_trainer_ddp_matches_one_process_and_resumes(tmp_path):
+    launch("ddp_trainer.py", "--out", tmp_path / "single", "--per_device_batch", 8, processes=1)
+    launch("ddp_trainer.py", "--out", tmp_path / "ddp", "--per_device_batch", 4)
+    (single,) = records(tmp_path / "single", world=1)
+    first, second = records(tmp_path / "ddp")
+    assert first["world"] == 2
+    assert first["drops"] == second["drops"] == single["drops"] and len(single["drops"]) >= 2
+    assert first["lrs"] == second["lrs"]
+    assert first["lrs"] == pytest.approx(single["lrs"], rel=1e-12)
+    assert np.abs(angles(first) - angles(single)).max() < 1e-3
+
+    launch("ddp_trainer.py", "--out", tmp_path / "resumed", "--per_device_batch", 4, "--save_steps", 21)
+    checkpoint = tmp_path / "resumed" / "checkpoint-21"
+    assert [p.name for p in checkpoint.glob("autodrop_state*.pt")] == ["autodrop_state.pt"]  # one copy
+    launch("ddp_trainer.py", "--out", tmp_path / "resumed", "--per_device_batch", 4, "--resume", checkpoint)
+    resumed = records(tmp_path / "resumed")
+    for record in resumed:
+        assert record["drops"] == first["drops"]
+        assert record["angles"] == first["angles"]
+        assert {s: lr for s, lr in first["lrs"].items() if int(s) > 21} == record["lrs"]
