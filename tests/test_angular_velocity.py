@@ -221,3 +221,13 @@ def test_window_of_one_step_is_the_per_iteration_angle():
     expected = np.degrees(np.arccos((a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)))
     assert len(angles) == 48
     np.testing.assert_allclose(angles, expected, atol=1e-3)
+
+
+def test_fsdp1_flat_parameters_are_refused():
+    from torch.distributed.fsdp import FullyShardedDataParallel
+
+    wrapper = FullyShardedDataParallel.__new__(FullyShardedDataParallel)
+    torch.nn.Module.__init__(wrapper)  # an FSDP1 module without a process group, enough for isinstance
+    model = torch.nn.Sequential(torch.nn.Linear(2, 2), wrapper)
+    with pytest.raises(ValueError, match="does not support FSDP1"):
+        trainable_parameters(model)

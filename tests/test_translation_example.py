@@ -1,0 +1,121 @@
+import json
+import random
+import sys
+from pathlib import Path
+
+import pytest
+
+EXAMPLE = Path(__file__).parents[1] / "examples" / "translation"
+sys.path.insert(0, str(EXAMPLE))
+
+import run_translation  # noqa: E402
+from translation_data import (  # noqa: E402
+    TranslationDataError,
+    corpus_bleu,
+    read_parallel_text,
+    read_translation_jsonl,
+    train_tokenizer,
+)
+
+WORDS = {"eins": "one", "zwei": "two", "drei": "three", "vier": "four", "haus": "house", "katze": "cat",
+         "hund": "dog", "rot": "red", "blau": "blue", "gross": "big", "klein": "small", "und": "and"}  # fmt: skip
+
+
+def write_parallel(folder: Path, sizes=(("train", 160), ("valid", 24), ("test", 24)), seed=0):
+    rng = random.Random(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    for split, size in sizes:
+        german = [" ".join(rng.choice(list(WORDS)) for _ in range(rng.randint(2, 6))) for _ in range(size)]
+        (folder / f"{split}.de").write_text("\n".join(german) + "\n")
+        (folder / f"{split}.en").write_text("\n".join(" ".join(WORDS[w] for w in s.split()) for s in german) + "\n")
+    return folder
+
+
+def run_script(monkeypatch, output_dir, *arguments):
+    argv = [
+        "run_translation.py", "--output_dir", str(output_dir), "--do_train", "--do_eval", "--do_predict",
+        "--predict_with_generate", "--max_steps", "30", "--per_device_train_batch_size", "16",
+        "--learning_rate", "3e-3", "--report_to", "none", "--save_strategy", "no", "--disable_tqdm", "true",
+        "--lr_scheduler_type", "autodrop", "--autodrop_window_size", "2", "--autodrop_buffer_size", "2",
+        "--warmup_steps", "3", "--vocab_size", "80", "--d_model", "32", "--encoder_layers", "1",
+        "--decoder_layers", "1", "--attention_heads", "2", "--ffn_dim", "64", "--max_target_length", "24",
+        *arguments,
+    ]  # fmt: skip
+    monkeypatch.setattr(sys, "argv", argv)
+    return run_translation.main()
+
+
+def test_from_scratch_end_to_end_then_reload_and_generate(tmp_path, monkeypatch):
+    from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+
+    data = write_parallel(tmp_path / "data")
+    summary = run_script(monkeypatch, tmp_path / "out", "--text_dir", str(data))
+    assert 0 <= summary["eval_bleu"] <= 100 and 0 <= summary["predict_bleu"] <= 100
+    assert summary["optimizer_steps"] == 30 and summary["schedule"] == "autodrop"
+    results = json.loads((tmp_path / "out/results.json").read_text())
+    assert results["test_bleu"] == summary["predict_bleu"]
+    assert len((tmp_path / "out/generated_predictions.txt").read_text().splitlines()) == 24
+    assert (tmp_path / "out/autodrop.png").exists()
+
+    tokenizer = AutoTokenizer.from_pretrained(tmp_path / "out")
+    model = AutoModelForSeq2SeqLM.from_pretrained(tmp_path / "out")
+    encoded = tokenizer(["eins zwei haus"], return_tensors="pt")
+    assert encoded["input_ids"][0, -1] == tokenizer.eos_token_id  # </s> appended
+    generated = model.generate(**encoded, max_new_tokens=10)
+    text = tokenizer.decode(generated[0], skip_special_tokens=True)
+    assert isinstance(text, str) and "▁" not in text  # detokenized
+
+
+def test_json_lines_route(tmp_path, monkeypatch):
+    rng = random.Random(1)
+    for split, size in (("train", 64), ("valid", 8)):
+        lines = []
+        for _ in range(size):
+            german = " ".join(rng.choice(list(WORDS)) for _ in range(3))
+            english = " ".join(WORDS[w] for w in german.split())
+            lines.append(json.dumps({"translation": {"de": german, "en": english}}))
+        (tmp_path / f"{split}.jsonl").write_text("\n".join(lines) + "\n")
+    summary = run_script(
+        monkeypatch, tmp_path / "out", "--train_file", str(tmp_path / "train.jsonl"),
+        "--validation_file", str(tmp_path / "valid.jsonl"), "--test_file", str(tmp_path / "valid.jsonl"),
+        "--max_steps", "4", "--lr_scheduler_type", "linear",
+    )  # fmt: skip
+    assert summary["schedule"] == "linear" and summary["drops"] == 0 and "eval_bleu" in summary
+
+
+def test_bad_parallel_files(tmp_path):
+    folder = write_parallel(tmp_path, sizes=(("train", 5),))
+    (tmp_path / "train.en").write_text("one\ntwo\n")
+    with pytest.raises(TranslationDataError, match=r"train\.de has 5 lines but .*train\.en has 2"):
+        read_parallel_text(folder, "train", "de", "en")
+    (tmp_path / "train.en").write_text("")
+    with pytest.raises(TranslationDataError, match=r"train\.en: empty file"):
+        read_parallel_text(folder, "train", "de", "en")
+    with pytest.raises(TranslationDataError, match=r"valid\.de: file not found"):
+        read_parallel_text(folder, "valid", "de", "en")
+    (tmp_path / "x.jsonl").write_text(json.dumps({"translation": {"de": "eins", "fr": "un"}}) + "\n")
+    with pytest.raises(TranslationDataError, match=r"x\.jsonl, line 1: \"translation\" has no 'en' text"):
+        read_translation_jsonl(tmp_path / "x.jsonl", "de", "en")
+    (tmp_path / "x.jsonl").write_text("\n")
+    with pytest.raises(TranslationDataError, match="empty file"):
+        read_translation_jsonl(tmp_path / "x.jsonl", "de", "en")
+
+
+def test_bad_files_stop_the_script_with_the_problem(tmp_path, monkeypatch):
+    folder = write_parallel(tmp_path / "data")
+    (folder / "valid.en").write_text("one\n")
+    with pytest.raises(SystemExit, match="must be line-aligned"):
+        run_script(monkeypatch, tmp_path / "out", "--text_dir", str(folder))
+    with pytest.raises(ValueError, match="give --text_dir, --train_file"):
+        monkeypatch.setattr(sys, "argv", ["run_translation.py", "--output_dir", str(tmp_path)])
+        run_translation.main()
+
+
+def test_tokenizer_round_trip_and_bleu():
+    tokenizer = train_tokenizer(["eins zwei drei", "one two three", "haus und katze"] * 20, vocab_size=40)
+    ids = tokenizer("eins und drei")["input_ids"]
+    assert ids[-1] == tokenizer.eos_token_id
+    assert tokenizer.decode(ids, skip_special_tokens=True) == "eins und drei"
+    score, signature, _ = corpus_bleu(["the cat sat on the mat"], ["the cat sat on the mat"])
+    assert score == pytest.approx(100.0) and signature.startswith("nrefs:1|case:mixed|eff:no|tok:13a")
+    assert corpus_bleu(["a b c d"], ["w x y z"])[0] == pytest.approx(0.0)
