@@ -188,7 +188,7 @@ _SUBJECTS = [
     "the story",
     "the camera work",
 ]
-_POSITIVE = [
+POSITIVE_WORDS = [
     "good",
     "great",
     "wonderful",
@@ -202,7 +202,7 @@ _POSITIVE = [
     "gripping",
     "beautiful",
 ]
-_NEGATIVE = [
+NEGATIVE_WORDS = [
     "bad",
     "boring",
     "awful",
@@ -222,14 +222,14 @@ _FRAMES = ["i would not say that {}", "it is not true that {}", "nobody could cl
 
 
 #: Adjectives the training split never shows: the validation split tests what pretraining knows.
-_HELD_OUT = 3
+HELD_OUT = 3
 
 
 def _clause(rng: random.Random, held_out: bool) -> tuple[str, int]:
     """A clause and its sentiment (1 positive): a negation flips the adjective's polarity."""
     positive = rng.random() < 0.5
-    adjectives = _POSITIVE if positive else _NEGATIVE
-    adjective = rng.choice(adjectives if held_out else adjectives[:-_HELD_OUT])
+    adjectives = POSITIVE_WORDS if positive else NEGATIVE_WORDS
+    adjective = rng.choice(adjectives if held_out else adjectives[:-HELD_OUT])
     negated = rng.random() < 0.45
     verb = rng.choice(["was", "is"])
     negation = rng.choice(_NEGATIONS) if negated else ""
@@ -265,7 +265,7 @@ def negation_task(num_train: int = 2000, num_validation: int = 500, seed: int = 
     """A generated binary sentiment task whose labels follow from the text (no network, no files).
 
     It is not GLUE: it exists so the example runs anywhere. Sentences are unique across splits, and
-    the validation split also uses adjectives that training never shows (see ``_HELD_OUT``).
+    the validation split also uses adjectives that training never shows (see ``HELD_OUT``).
     """
     rng = random.Random(seed)
     seen: set[str] = set()

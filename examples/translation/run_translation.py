@@ -18,7 +18,6 @@ the training data (--vocab_size); both are saved in --output_dir and reload with
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import sys
@@ -47,7 +46,7 @@ from translation_data import (
 )
 
 from autodrop_hf import AutoDropSeq2SeqTrainer, AutoDropSeq2SeqTrainingArguments
-from autodrop_hf.callback import HISTORY_FILE
+from autodrop_hf.summary import summarize_run
 
 logger = logging.getLogger(__name__)
 
@@ -252,27 +251,17 @@ def main() -> dict[str, float]:
 
 
 def report(trainer, training_args, metrics: dict, seconds: float, model) -> dict:
-    """Print the result table, write ``results.json`` and, for AutoDrop runs, the plot."""
-    history = Path(training_args.output_dir) / HISTORY_FILE
-    drops = sum(json.loads(x)["dropped"] for x in history.read_text().splitlines()) if history.exists() else 0
+    """The result row of the run: schedule, BLEU, drops, final LR, steps, model size, time."""
     row = {
         "schedule": getattr(training_args.lr_scheduler_type, "value", training_args.lr_scheduler_type),
         "eval_bleu": metrics.get("eval_bleu"),
         "test_bleu": metrics.get("predict_bleu"),
-        "drops": drops,
         "final_lr": trainer.optimizer.param_groups[0]["lr"],
         "optimizer_steps": trainer.state.global_step,
         "parameters_millions": round(sum(p.numel() for p in model.parameters()) / 1e6, 2),
         "train_seconds": round(seconds, 1),
     }
-    print("\n| " + " | ".join(row) + " |\n|" + "---|" * len(row))
-    print("| " + " | ".join(f"{v:.4g}" if isinstance(v, float) else str(v) for v in row.values()) + " |")
-    Path(training_args.output_dir, "results.json").write_text(json.dumps(row, indent=2) + "\n")
-    if history.exists():
-        from autodrop_hf.plot import plot_run
-
-        print(f"plot: {plot_run(training_args.output_dir)}")
-    return row
+    return summarize_run(training_args.output_dir, row)
 
 
 if __name__ == "__main__":

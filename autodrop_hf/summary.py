@@ -1,0 +1,27 @@
+"""The end-of-run summary the examples print: one Markdown row, ``results.json`` and the plot."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from .callback import HISTORY_FILE
+
+
+def summarize_run(output_dir: str | Path, row: dict[str, Any]) -> dict[str, Any]:
+    """Add ``drops`` (counted in the AutoDrop history, 0 without one) to ``row``, print it as a
+    Markdown table, write it to ``output_dir/results.json``, and plot the run when AutoDrop ran."""
+    history = Path(output_dir) / HISTORY_FILE
+    drops = 0
+    if history.exists():
+        drops = sum(json.loads(line)["dropped"] for line in history.read_text().splitlines())
+    row = {**row, "drops": drops}
+    values = " | ".join(f"{v:.4g}" if isinstance(v, float) else str(v) for v in row.values())
+    print(f"\n| {' | '.join(row)} |\n|{'---|' * len(row)}\n| {values} |")
+    Path(output_dir, "results.json").write_text(json.dumps(row, indent=2) + "\n")
+    if history.exists():
+        from .plot import plot_run
+
+        print(f"plot: {plot_run(output_dir)}")
+    return row
