@@ -6,10 +6,8 @@ This is the one place the algorithm lives; the Trainer callback and the loop API
 from __future__ import annotations
 
 from collections.abc import Iterable
-from functools import partial
 from typing import Any
 
-import accelerate.utils
 from torch import nn
 
 from .angular_velocity import WindowedAngularVelocity, trainable_parameters
@@ -72,7 +70,13 @@ class AutoDrop:
         self.window_size = self.config.resolve_window_size(num_training_steps)
         self.min_scale = self._min_scale(base_lr)
         world_size = 1 if accelerator is None else accelerator.num_processes
-        reduce_sums = partial(accelerate.utils.reduce, reduction="sum") if world_size > 1 else None
+        reduce_sums = None
+        if world_size > 1:
+            from accelerate.utils import reduce
+
+            def reduce_sums(sums):
+                return reduce(sums, reduction="sum")
+
         self.angular_velocity = WindowedAngularVelocity(
             trainable_parameters(model_or_params), self.window_size, reduce_sums, world_size
         )

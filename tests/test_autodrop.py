@@ -217,3 +217,17 @@ def test_state_dict_is_plain():
     check(autodrop.state_dict())
     check(problem.scheduler.state_dict())
     assert math.isclose(problem.scheduler.state_dict()["scale"], autodrop.scale)
+
+
+def test_a_new_detector_recovers_the_scale_from_the_schedulers_state():
+    linear = lambda opt: torch.optim.lr_scheduler.LambdaLR(opt, lambda t: 1.0)  # noqa: E731
+    for make in (None, linear):
+        problem = NoisyQuadratic(scheduler=make)
+        autodrop = AutoDrop([problem.x], AutoDropConfig(window_size=4, drop_factor=0.5), problem.scheduler)
+        run(problem, autodrop, 1_000)
+        assert autodrop.drops
+        fresh = AutoDrop([problem.x], AutoDropConfig(window_size=4, drop_factor=0.5), problem.scheduler)
+        assert fresh.scale == pytest.approx(autodrop.scale)
+        fresh_state = problem.scheduler.state_dict()
+        problem.scheduler.load_state_dict(fresh_state)
+        assert AutoDrop([problem.x], scheduler=problem.scheduler).scale == pytest.approx(autodrop.scale)
