@@ -24,6 +24,7 @@ for task in $TASKS; do
         --eval_strategy epoch --save_strategy no --logging_steps 10 --report_to none --disable_tqdm true \
         > "$out/run.log" 2>&1 || { echo "FAILED: $task $schedule $seed (see $out/run.log)"; continue; }
       cp "$out/results.json" "benchmarks/results/glue/${task}_${schedule}_seed${seed}.json"
+      if [ -f "$out/autodrop.png" ]; then cp "$out/autodrop.png" "benchmarks/results/glue/${task}_${schedule}_seed${seed}.png"; fi
       tail -n 4 "$out/run.log" | head -n 3
     done
   done

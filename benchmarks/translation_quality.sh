@@ -25,5 +25,6 @@ for schedule in $SCHEDULES; do
     --eval_strategy steps --eval_steps 300 --save_strategy no --logging_steps 50 --report_to none \
     --disable_tqdm true > "$out/run.log" 2>&1 || { echo "FAILED: $schedule (see $out/run.log)"; continue; }
   cp "$out/results.json" "benchmarks/results/translation/multi30k_${schedule}_seed${SEED}.json"
+  if [ -f "$out/autodrop.png" ]; then cp "$out/autodrop.png" "benchmarks/results/translation/multi30k_${schedule}.png"; fi
   grep -A2 "^| schedule" "$out/run.log"; grep "test BLEU" "$out/run.log"
 done
