@@ -16,6 +16,8 @@ SKIP = {"task", "schedule", "optimizer_steps", "parameters_millions"}
 
 
 def _cell(values: list[float]) -> str:
+    if not values:
+        return "–"
     if len(values) == 1:
         return f"{values[0]:.4g}"
     return f"{statistics.fmean(values):.4g} ± {statistics.stdev(values):.2g}"
@@ -29,7 +31,9 @@ def quality_table(folder: Path, group_key: str | None) -> str:
     grouped: dict[tuple[str, str], list[dict]] = defaultdict(list)
     for run in runs:
         grouped[(run.get(group_key, folder.name) if group_key else folder.name, run["schedule"])].append(run)
-    columns = [k for k in runs[0] if k not in SKIP and isinstance(runs[0][k], int | float)]
+    columns = list(
+        dict.fromkeys(k for run in runs for k, v in run.items() if k not in SKIP and isinstance(v, int | float))
+    )
     lines = [f"| {group_key or 'data'} | schedule | seeds | " + " | ".join(columns) + " |"]
     lines.append("|---" * (len(columns) + 3) + "|")
     order = {name: i for i, name in enumerate(SCHEDULE_ORDER)}
