@@ -73,3 +73,29 @@ def test_trainer_ddp_matches_one_process_and_resumes(tmp_path):
         assert record["drops"] == first["drops"]
         assert record["angles"] == first["angles"]
         assert {s: lr for s, lr in first["lrs"].items() if int(s) > 21} == record["lrs"]
+
+
+def test_run_glue_under_accelerate_launch(tmp_path):
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_glue_example import WORDS, write_glue_task
+    from tiny import save_tiny_model_dir
+
+    model = save_tiny_model_dir(tmp_path / "model", WORDS)
+    write_glue_task(tmp_path / "glue", "mrpc")
+    command = [
+        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+        str(Path(__file__).parents[1] / "examples/glue/run_glue.py"),
+        "--glue_dir", str(tmp_path / "glue"), "--task_name", "mrpc", "--model_name_or_path", model,
+        "--output_dir", str(tmp_path / "out"), "--do_train", "--do_eval", "--max_steps", "8",
+        "--per_device_train_batch_size", "4", "--lr_scheduler_type", "autodrop", "--autodrop_window_size", "2",
+        "--report_to", "none", "--save_strategy", "no", "--disable_tqdm", "true", "--use_cpu", "true",
+    ]  # fmt: skip
+    env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1")
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    results = json.loads((tmp_path / "out/results.json").read_text())
+    assert results["optimizer_steps"] == 8 and results["schedule"] == "autodrop"
+    assert json.loads((tmp_path / "out/train_results.json").read_text())["train_samples"] == 48
+    # two processes of batch 4: 8 steps see 64 of the 48 examples, one process would see 32
+    assert json.loads((tmp_path / "out/trainer_state.json").read_text())["epoch"] == pytest.approx(64 / 48)
