@@ -75,6 +75,18 @@ def test_trainer_ddp_matches_one_process_and_resumes(tmp_path):
         assert {s: lr for s, lr in first["lrs"].items() if int(s) > 21} == record["lrs"]
 
 
+def accelerate_launch(script, *arguments):
+    """``accelerate launch`` with 2 CPU processes (``--multi_gpu`` starts them; ``--cpu`` would start one)."""
+    command = [
+        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+        str(Path(__file__).parents[1] / script), *map(str, arguments), "--use_cpu", "true",
+    ]  # fmt: skip
+    env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1")
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+
 def test_run_glue_under_accelerate_launch(tmp_path):
     sys.path.insert(0, str(Path(__file__).parent))
     from test_glue_example import WORDS, write_glue_task
@@ -82,20 +94,32 @@ def test_run_glue_under_accelerate_launch(tmp_path):
 
     model = save_tiny_model_dir(tmp_path / "model", WORDS)
     write_glue_task(tmp_path / "glue", "mrpc")
-    command = [
-        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-        str(Path(__file__).parents[1] / "examples/glue/run_glue.py"),
-        "--glue_dir", str(tmp_path / "glue"), "--task_name", "mrpc", "--model_name_or_path", model,
-        "--output_dir", str(tmp_path / "out"), "--do_train", "--do_eval", "--max_steps", "8",
-        "--per_device_train_batch_size", "4", "--lr_scheduler_type", "autodrop", "--autodrop_window_size", "2",
-        "--report_to", "none", "--save_strategy", "no", "--disable_tqdm", "true", "--use_cpu", "true",
-    ]  # fmt: skip
-    env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1")
-    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    accelerate_launch(
+        "examples/glue/run_glue.py", "--glue_dir", tmp_path / "glue", "--task_name", "mrpc",
+        "--model_name_or_path", model, "--output_dir", tmp_path / "out", "--do_train", "--do_eval",
+        "--max_steps", 8, "--per_device_train_batch_size", 4, "--lr_scheduler_type", "autodrop",
+        "--autodrop_window_size", 2, "--report_to", "none", "--save_strategy", "no", "--disable_tqdm", "true",
+    )  # fmt: skip
     results = json.loads((tmp_path / "out/results.json").read_text())
     assert results["optimizer_steps"] == 8 and results["schedule"] == "autodrop"
     assert json.loads((tmp_path / "out/train_results.json").read_text())["train_samples"] == 48
     # two processes of batch 4: 8 steps see 64 of the 48 examples, one process would see 32
     assert json.loads((tmp_path / "out/trainer_state.json").read_text())["epoch"] == pytest.approx(64 / 48)
+
+
+def test_run_translation_under_accelerate_launch(tmp_path):
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_translation_example import write_parallel
+
+    data = write_parallel(tmp_path / "data", sizes=(("train", 64), ("valid", 8)))
+    accelerate_launch(
+        "examples/translation/run_translation.py", "--text_dir", data, "--output_dir", tmp_path / "out",
+        "--do_train", "--do_eval", "--predict_with_generate", "--max_steps", 6, "--per_device_train_batch_size", 8,
+        "--lr_scheduler_type", "autodrop", "--autodrop_window_size", 1, "--warmup_steps", 1, "--vocab_size", 60,
+        "--d_model", 16, "--encoder_layers", 1, "--decoder_layers", 1, "--attention_heads", 2, "--ffn_dim", 32,
+        "--max_target_length", 16, "--report_to", "none", "--save_strategy", "no", "--disable_tqdm", "true",
+    )  # fmt: skip
+    results = json.loads((tmp_path / "out/results.json").read_text())
+    assert results["optimizer_steps"] == 6 and results["eval_bleu"] is not None
+    # two processes of batch 8: 6 steps see 96 of the 64 pairs
+    assert json.loads((tmp_path / "out/trainer_state.json").read_text())["epoch"] == pytest.approx(96 / 64)
