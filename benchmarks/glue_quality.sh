@@ -1,31 +1,49 @@
 #!/usr/bin/env bash
 # Fine-tune MiniLM on real GLUE TSV files, one run per (task, schedule, seed); each run's
-# results.json is copied to benchmarks/results/glue/. Same peak LR, warm-up, epochs, batch for all.
+# results and traces go to benchmarks/results/glue/ (collect_run.py). Same peak LR, warm-up, epochs, batch for all.
 #   GLUE_DIR=../shared/data/glue TASKS="mrpc rte" SCHEDULES="autodrop linear" SEEDS="42" bash benchmarks/glue_quality.sh
+# JOBS=2 runs two at a time with one thread each (two 2-thread runs on 2 cores are much slower).
+#
+# reduce_lr_on_plateau and greedy act on the dev loss, which the Trainer passes them only at
+# evaluations: they evaluate every 10% of training with patience 1 (with the Hugging Face defaults,
+# patience 10 and one evaluation per epoch, they would never change the LR in 3 epochs), and
+# greedy gets min_lr 0 (its default floor, 1e-3, is 20x the peak LR and would raise it at its first
+# reduction). Transformers runs both without warm-up.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-GLUE_DIR=${GLUE_DIR:-../shared/data/glue}
+export GLUE_DIR=${GLUE_DIR:-../shared/data/glue}
 TASKS=${TASKS:-"cola mrpc rte"}
 SCHEDULES=${SCHEDULES:-"autodrop linear constant_with_warmup cosine reduce_lr_on_plateau greedy"}
 SEEDS=${SEEDS:-42}
-EPOCHS=${EPOCHS:-3}
-PY=${PY:-.venv/bin/python}
+export EPOCHS=${EPOCHS:-3}
+export PY=${PY:-.venv/bin/python}
+JOBS=${JOBS:-1}
+if [ "$JOBS" -gt 1 ]; then export OMP_NUM_THREADS=1; fi
 mkdir -p benchmarks/results/glue
+
+run_one() {
+  local task=$1 schedule=$2 seed=$3
+  local out="outputs/glue_quality/$task/$schedule/seed$seed"
+  local extra=(--eval_strategy epoch)
+  case "$schedule" in
+    reduce_lr_on_plateau) extra=(--eval_strategy steps --eval_steps 0.1 --lr_scheduler_kwargs '{"patience": 1, "factor": 0.5}') ;;
+    greedy) extra=(--eval_strategy steps --eval_steps 0.1 --lr_scheduler_kwargs '{"patience": 1, "min_lr": 0.0}') ;;
+  esac
+  rm -rf "$out" && mkdir -p "$out"
+  HF_HUB_OFFLINE=1 "$PY" examples/glue/run_glue.py \
+    --glue_dir "$GLUE_DIR" --task_name "$task" --model_name_or_path minilm \
+    --output_dir "$out" --do_train --do_eval --lr_scheduler_type "$schedule" \
+    --learning_rate 5e-5 --warmup_steps 0.06 --num_train_epochs "$EPOCHS" \
+    --per_device_train_batch_size 32 --max_seq_length 128 --seed "$seed" "${extra[@]}" \
+    --save_strategy no --logging_steps 10 --report_to none --disable_tqdm true \
+    > "$out/run.log" 2>&1 || { echo "FAILED: $task $schedule $seed (see $out/run.log)"; return 0; }
+  "$PY" benchmarks/collect_run.py "$out" "benchmarks/results/glue/${task}_${schedule}_seed${seed}.json"
+  echo "done: $task $schedule $seed: $(tr -d '\n ' < "$out/results.json")"
+}
+export -f run_one
+
 for task in $TASKS; do
   for schedule in $SCHEDULES; do
-    for seed in $SEEDS; do
-      out="outputs/glue_quality/$task/$schedule/seed$seed"
-      rm -rf "$out" && mkdir -p "$out"
-      HF_HUB_OFFLINE=1 "$PY" examples/glue/run_glue.py \
-        --glue_dir "$GLUE_DIR" --task_name "$task" --model_name_or_path minilm \
-        --output_dir "$out" --do_train --do_eval --lr_scheduler_type "$schedule" \
-        --learning_rate 5e-5 --warmup_steps 0.06 --num_train_epochs "$EPOCHS" \
-        --per_device_train_batch_size 32 --max_seq_length 128 --seed "$seed" \
-        --eval_strategy epoch --save_strategy no --logging_steps 10 --report_to none --disable_tqdm true \
-        > "$out/run.log" 2>&1 || { echo "FAILED: $task $schedule $seed (see $out/run.log)"; continue; }
-      cp "$out/results.json" "benchmarks/results/glue/${task}_${schedule}_seed${seed}.json"
-      if [ -f "$out/autodrop.png" ]; then cp "$out/autodrop.png" "benchmarks/results/glue/${task}_${schedule}_seed${seed}.png"; fi
-      tail -n 4 "$out/run.log" | head -n 3
-    done
+    for seed in $SEEDS; do echo "$task $schedule $seed"; done
   done
-done
+done | xargs -P "$JOBS" -n 3 bash -c 'run_one "$@"' _

@@ -21,8 +21,7 @@ run() {
     --per_device_train_batch_size 32 --max_seq_length 128 --seed "$SEED" \
     --eval_strategy epoch --save_strategy no --logging_steps 10 --report_to none --disable_tqdm true \
     > "$out/run.log" 2>&1 || { echo "FAILED: $task (see $out/run.log)"; return; }
-  cp "$out/results.json" "benchmarks/results/ablations/${task}_autodrop_window${WINDOW}_seed${SEED}.json"
-  cp "$out/autodrop.png" "benchmarks/results/ablations/${task}_autodrop_window${WINDOW}_seed${SEED}.png"
+  "$PY" benchmarks/collect_run.py "$out" "benchmarks/results/ablations/${task}_autodrop_window${WINDOW}_seed${SEED}.json"
   tail -n 4 "$out/run.log" | head -n 3
 }
 for task in $TASKS; do run "$task" & done

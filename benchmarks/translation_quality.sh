@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Multi30k de->en from scratch, one run per schedule at equal steps; results.json of each run goes to
-# benchmarks/results/translation/. Test BLEU on test2016 (sacreBLEU, detokenized, greedy decoding).
+# Multi30k de->en from scratch, one run per schedule at equal steps; results and traces of each run go
+# to benchmarks/results/translation/ (collect_run.py). Test BLEU on test2016 (sacreBLEU, detokenized, greedy decoding).
 # The schedules run side by side, one thread each (2-core machine: no thread oversubscription).
 #   DATA=../shared/data/translation/multi30k SCHEDULES="autodrop linear reduce_lr_on_plateau" \
 #       STEPS=600 bash benchmarks/translation_quality.sh
@@ -26,8 +26,7 @@ run() {
     --per_device_train_batch_size 64 --per_device_eval_batch_size 64 --seed "$SEED" \
     --eval_strategy steps --eval_steps 150 --save_strategy no --logging_steps 50 --report_to none \
     --disable_tqdm true > "$out/run.log" 2>&1 || { echo "FAILED: $schedule (see $out/run.log)"; return; }
-  cp "$out/results.json" "benchmarks/results/translation/multi30k_${schedule}_seed${SEED}.json"
-  if [ -f "$out/autodrop.png" ]; then cp "$out/autodrop.png" "benchmarks/results/translation/multi30k_${schedule}.png"; fi
+  "$PY" benchmarks/collect_run.py "$out" "benchmarks/results/translation/multi30k_${schedule}_seed${SEED}.json"
   grep -A2 "^| schedule" "$out/run.log"; grep "test BLEU" "$out/run.log"
 }
 for schedule in $SCHEDULES; do run "$schedule" & done

@@ -1,0 +1,53 @@
+"""Copy one finished run into benchmarks/results/: its ``results.json`` plus the traces the plots need.
+
+python benchmarks/collect_run.py OUTPUT_DIR benchmarks/results/glue/rte_autodrop_seed42.json
+
+The written file is ``results.json`` with a ``trace`` entry: the logged learning rate and training
+loss (``trainer_state.json``), the evaluation loss, and for AutoDrop runs the angular velocity in
+degrees, its smoothed value and the drop steps (``autodrop_history.jsonl``). Output folders hold
+checkpoints and are not committed; these files are.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+
+
+def _columns(entries: list[dict], keys: tuple[str, ...]) -> dict[str, list]:
+    return {key: [entry.get(key) for entry in entries] for key in keys}
+
+
+def trace_of(output_dir: Path) -> dict[str, dict[str, list]]:
+    """Step-indexed series of one run (steps are optimizer steps)."""
+    trace: dict[str, dict[str, list]] = {}
+    state_file = output_dir / "trainer_state.json"
+    if state_file.exists():
+        log = json.loads(state_file.read_text())["log_history"]
+        trace["train"] = _columns([e for e in log if "learning_rate" in e], ("step", "learning_rate", "loss"))
+        trace["eval"] = _columns([e for e in log if "eval_loss" in e], ("step", "eval_loss"))
+    history_file = output_dir / "autodrop_history.jsonl"
+    if history_file.exists():
+        history = [json.loads(line) for line in history_file.read_text().splitlines()]
+        trace["autodrop"] = _columns([h for h in history if h["angle"] is not None], ("step", "angle", "smoothed"))
+        trace["autodrop"]["drop_steps"] = [h["step"] for h in history if h["dropped"]]
+    return trace
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("output_dir", type=Path, help="the run's --output_dir")
+    parser.add_argument("destination", type=Path, help="the JSON file to write (its .png sibling gets the plot)")
+    args = parser.parse_args()
+    results = json.loads((args.output_dir / "results.json").read_text())
+    args.destination.parent.mkdir(parents=True, exist_ok=True)
+    args.destination.write_text(json.dumps({**results, "trace": trace_of(args.output_dir)}) + "\n")
+    plot = args.output_dir / "autodrop.png"
+    if plot.exists():
+        shutil.copyfile(plot, args.destination.with_suffix(".png"))
+
+
+if __name__ == "__main__":
+    main()
