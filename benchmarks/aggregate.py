@@ -12,10 +12,12 @@ import json
 import re
 import statistics
 from collections import Counter, defaultdict
+from itertools import pairwise
 from pathlib import Path
 
 RESULTS = Path(__file__).parent / "results"
 SCHEDULE_ORDER = ["autodrop", "linear", "constant_with_warmup", "cosine", "reduce_lr_on_plateau", "greedy"]
+METRIC_DRIVEN = ("reduce_lr_on_plateau", "greedy")
 SKIP = {"optimizer_steps", "parameters_millions"}
 HEADLINE_METRICS = ("eval_matthews_correlation", "eval_accuracy", "test_bleu")
 # (title, name of the figures, folders whose runs the section compares)
@@ -33,8 +35,20 @@ def load_runs(folder: Path) -> list[dict]:
         name = RUN_NAME.fullmatch(path.stem)
         if name is None:
             raise ValueError(f"{path}: run files are named <data>_<variant>_seed<N>.json")
-        runs.append({**json.loads(path.read_text()), **name.groupdict(), "seed": int(name["seed"])})
+        run = {**json.loads(path.read_text()), **name.groupdict(), "seed": int(name["seed"])}
+        count_drops(run)
+        runs.append(run)
     return runs
+
+
+def count_drops(run: dict) -> None:
+    """``drops``: AutoDrop's drops; for the metric-driven schedules, the decreases of the logged LR;
+    none for fixed schedules (whose LR decays continuously)."""
+    if run["variant"].startswith(METRIC_DRIVEN) and "train" in run.get("trace", {}):
+        lrs = run["trace"]["train"]["learning_rate"]
+        run["drops"] = sum(later < earlier for earlier, later in pairwise(lrs))
+    elif not run["variant"].startswith("autodrop"):
+        run.pop("drops", None)
 
 
 def _order(variant: str) -> tuple[int, str]:
@@ -58,9 +72,8 @@ def grouped(runs: list[dict]) -> dict[tuple[str, str], list[dict]]:
     return dict(sorted(groups.items(), key=lambda kv: (kv[0][0], _order(kv[0][1]))))
 
 
-def quality_table(runs: list[dict]) -> str:
-    """One row per (data, variant): mean ± sample std over seeds of every numeric column."""
-    columns = list(
+def _numeric_columns(runs: list[dict]) -> list[str]:
+    return list(
         dict.fromkeys(
             k
             for run in runs
@@ -68,10 +81,26 @@ def quality_table(runs: list[dict]) -> str:
             if k not in SKIP and k != "seed" and isinstance(v, int | float) and not isinstance(v, bool)
         )
     )
+
+
+def quality_table(runs: list[dict]) -> str:
+    """One row per (data, variant): mean ± sample std over seeds of every numeric column."""
+    columns = _numeric_columns(runs)
     lines = ["| data | variant | seeds | " + " | ".join(columns) + " |", "|---" * (len(columns) + 3) + "|"]
     for (data, variant), members in grouped(runs).items():
         cells = [_cell([m[c] for m in members if isinstance(m.get(c), int | float)]) for c in columns]
         lines.append(f"| {data} | {variant} | {len(members)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def runs_table(runs: list[dict]) -> str:
+    """One row per run."""
+    columns = _numeric_columns(runs)
+    lines = ["| data | variant | seed | " + " | ".join(columns) + " |", "|---" * (len(columns) + 3) + "|"]
+    for (data, variant), members in grouped(runs).items():
+        for m in sorted(members, key=lambda run: run["seed"]):
+            cells = [_cell([m[c]] if isinstance(m.get(c), int | float) else []) for c in columns]
+            lines.append(f"| {data} | {variant} | {m['seed']} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -173,6 +202,7 @@ def main() -> None:
         if not runs:
             continue
         sections += [f"\n## {title}\n", quality_table(runs), "", compute_line(runs)]
+        sections += ["\n<details><summary>Every run</summary>\n", runs_table(runs), "\n</details>"]
         plot_quality(runs, RESULTS / f"{name}_quality.png")
         for data in sorted({run["data"] for run in runs}):
             seeds = Counter(run["seed"] for run in runs if run["data"] == data)

