@@ -6,7 +6,7 @@ VENV ?= .venv
 TORCH ?= torch==2.13.0
 PY := $(VENV)/bin/python
 
-.PHONY: demo test lint clean
+.PHONY: demo test lint bench-cost clean
 
 $(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,14 @@ lint: $(VENV)/.installed
 
 test: lint
 	$(PY) -m pytest -q
+
+# What AutoDrop costs per step, on this machine (~8 min on 2 CPU cores; run it on a quiet machine).
+bench-cost: $(VENV)/.installed
+	$(PY) benchmarks/step_overhead.py --model tiny --steps 1000
+	$(PY) benchmarks/step_overhead.py --model minilm --steps 300
+	$(PY) benchmarks/step_overhead.py --model minilm --steps 100 --batch_size 32 --seq_len 128
+	$(PY) benchmarks/trainer_overhead.py --model minilm --steps 60 --repeats 4
+	$(PY) benchmarks/aggregate.py > /dev/null
 
 clean:
 	rm -rf $(VENV) build *.egg-info
