@@ -98,7 +98,8 @@ class _DeviceBuffers:
     """Flat window buffers for local tensors on one device that share one replication count.
 
     ``reference`` holds the previous window mean, ``window_sum`` the running sum of
-    ``x_t - reference``, ``previous`` the previous displacement. Each is one flat tensor with a
+    ``x_t - reference`` (k times the displacement at a window end), ``previous`` the previous
+    one: the angle does not depend on the common factor k, so it is never divided out. Each is one flat tensor with a
     view per tensor, so per-step ops are multi-tensor and per-window reductions are single ops.
     """
 
@@ -203,8 +204,7 @@ class WindowedAngularVelocity:
         return self._close_window()
 
     def _close_window(self) -> float | None:
-        for b in self.buffers:
-            b.window_sum.div_(self.window_size)  # now s_i = y_i - y_{i-1}
+        # window_sum holds k·s_i, with s_i = y_i - y_{i-1}; previous holds k·s_{i-1}.
         sums = torch.zeros(3, dtype=torch.float64, device=self._sum_device)
         for b in self.buffers:
             sums += b.partial_sums().to(self._sum_device)
@@ -218,7 +218,7 @@ class WindowedAngularVelocity:
                 self._skip_window(norm_sq)
                 return None
             for b in self.buffers:
-                b.reference.add_(b.window_sum)
+                b.reference.add_(b.window_sum, alpha=1 / self.window_size)
                 b.window_sum.zero_()
             self._reference_is_mean = True
             return None
@@ -230,7 +230,7 @@ class WindowedAngularVelocity:
             return None
         angle = angle_degrees(dot, norm_sq, previous_norm_sq) if self._has_displacement else None
         for b in self.buffers:
-            b.reference.add_(b.window_sum)  # the reference is now y_i
+            b.reference.add_(b.window_sum, alpha=1 / self.window_size)  # the reference is now y_i
             b.swap_window_sum_and_previous()  # s_i becomes the previous displacement
             b.window_sum.zero_()
         self._has_displacement = True
