@@ -93,6 +93,23 @@ def quality_table(runs: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def headline_table(runs: list[dict]) -> str:
+    """Variants down, data sets across: the headline metric, mean ± std (number of seeds)."""
+    datasets = sorted({run["data"] for run in runs})
+    metrics = {data: headline_metric([r for r in runs if r["data"] == data]) for data in datasets}
+    variants = sorted({run["variant"] for run in runs}, key=_order)
+    groups = grouped(runs)
+    header = " | ".join(f"{data} {metrics[data]}" for data in datasets)
+    lines = [f"| variant | {header} |", "|---" * (len(datasets) + 1) + "|"]
+    for variant in variants:
+        cells = []
+        for data in datasets:
+            values = [r[metrics[data]] for r in groups.get((data, variant), []) if metrics[data] in r]
+            cells.append(f"{_cell(values)} ({len(values)})" if values else "–")
+        lines.append(f"| {variant} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def runs_table(runs: list[dict]) -> str:
     """One row per run."""
     columns = _numeric_columns(runs)
@@ -201,7 +218,7 @@ def main() -> None:
         runs = [run for folder in folders if (RESULTS / folder).exists() for run in load_runs(RESULTS / folder)]
         if not runs:
             continue
-        sections += [f"\n## {title}\n", quality_table(runs), "", compute_line(runs)]
+        sections += [f"\n## {title}\n", headline_table(runs), "", quality_table(runs), "", compute_line(runs)]
         sections += ["\n<details><summary>Every run</summary>\n", runs_table(runs), "\n</details>"]
         plot_quality(runs, RESULTS / f"{name}_quality.png")
         for data in sorted({run["data"] for run in runs}):

@@ -34,6 +34,9 @@ def test_tables_average_over_seeds_and_count_lr_reductions(tmp_path: Path) -> No
     expected = f"{statistics.fmean([0.5, 0.6]):.4g} ± {statistics.stdev([0.5, 0.6]):.2g}"
     assert table[2].startswith(f"| rte | autodrop | 2 | {expected} |")
     assert len(aggregate.runs_table(runs).splitlines()) == 2 + 4
+    headline = aggregate.headline_table(runs).splitlines()
+    assert headline[0] == "| variant | rte eval_accuracy |"
+    assert headline[2] == f"| autodrop | {expected} (2) |"
 
 
 def test_run_files_must_be_named_data_variant_seed(tmp_path: Path) -> None:
