@@ -45,7 +45,7 @@ def count_drops(run: dict) -> None:
     """``drops``: AutoDrop's drops; for the metric-driven schedules, the decreases of the logged LR;
     none for fixed schedules (whose LR decays continuously)."""
     if run["variant"].startswith(METRIC_DRIVEN) and "train" in run.get("trace", {}):
-        lrs = run["trace"]["train"]["learning_rate"]
+        lrs = run["trace"]["train"]["learning_rate"] + [run.get("final_lr", 0.0)]  # a reduction after the last log
         run["drops"] = sum(later < earlier for earlier, later in pairwise(lrs))
     elif not run["variant"].startswith("autodrop"):
         run.pop("drops", None)

@@ -14,9 +14,12 @@ import aggregate
 import collect_run
 
 
-def _write_run(folder: Path, name: str, accuracy: float, learning_rates: list[float], drops: int = 0) -> None:
+def _write_run(
+    folder: Path, name: str, accuracy: float, learning_rates: list[float], drops: int = 0, final_lr: float | None = None
+) -> None:
     trace = {"train": {"step": list(range(len(learning_rates))), "learning_rate": learning_rates, "loss": []}}
-    run = {"eval_accuracy": accuracy, "final_lr": learning_rates[-1], "drops": drops, "trace": trace}
+    final_lr = learning_rates[-1] if final_lr is None else final_lr
+    run = {"eval_accuracy": accuracy, "final_lr": final_lr, "drops": drops, "trace": trace}
     (folder / f"{name}.json").write_text(json.dumps(run))
 
 
@@ -24,10 +27,10 @@ def test_tables_average_over_seeds_and_count_lr_reductions(tmp_path: Path) -> No
     _write_run(tmp_path, "rte_autodrop_seed1", 0.50, [5e-5, 2.5e-5], drops=1)
     _write_run(tmp_path, "rte_autodrop_seed2", 0.60, [5e-5, 5e-5], drops=0)
     _write_run(tmp_path, "rte_linear_seed1", 0.55, [5e-5, 4e-5, 3e-5])
-    _write_run(tmp_path, "rte_reduce_lr_on_plateau_seed1", 0.58, [5e-5, 2.5e-5, 2.5e-5, 1.25e-5])
+    _write_run(tmp_path, "rte_reduce_lr_on_plateau_seed1", 0.58, [5e-5, 2.5e-5, 2.5e-5, 1.25e-5], final_lr=6.25e-6)
     runs = aggregate.load_runs(tmp_path)
     by_variant = {(r["variant"], r["seed"]): r for r in runs}
-    assert by_variant[("reduce_lr_on_plateau", 1)]["drops"] == 2  # two decreases of the logged LR
+    assert by_variant[("reduce_lr_on_plateau", 1)]["drops"] == 3  # two logged decreases, one after the last log
     assert "drops" not in by_variant[("linear", 1)]  # a fixed schedule decays; it does not drop
     table = aggregate.quality_table(runs).splitlines()
     assert [row.split(" | ")[1] for row in table[2:]] == ["autodrop", "linear", "reduce_lr_on_plateau"]
