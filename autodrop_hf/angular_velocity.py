@@ -99,8 +99,9 @@ class _DeviceBuffers:
 
     ``reference`` holds the previous window mean, ``window_sum`` the running sum of
     ``x_t - reference`` (k times the displacement at a window end), ``previous`` the previous
-    one: the angle does not depend on the common factor k, so it is never divided out. Each is one flat tensor with a
-    view per tensor, so per-step ops are multi-tensor and per-window reductions are single ops.
+    one; the angle does not depend on the common factor k, so it is never divided out. Each is
+    one flat tensor with a view per tensor, so per-step ops are multi-tensor and per-window
+    reductions are single ops.
     """
 
     def __init__(self, params: list[Tensor], device: torch.device, replication: int) -> None:
