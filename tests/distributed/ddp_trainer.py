@@ -71,6 +71,7 @@ def main():
         "num_steps": autodrop.num_steps,
     }
     (args.out / f"rank{trainer.args.process_index}.json").write_text(json.dumps(record))
+    trainer.accelerator.end_training()  # destroys the process group: gloo may abort at exit otherwise
 
 
 if __name__ == "__main__":

@@ -126,6 +126,7 @@ def main():
         record["reference_drops"] = reference.drops
     (args.out / f"rank{rank}.json").write_text(json.dumps(record))
     accelerator.wait_for_everyone()
+    accelerator.end_training()  # destroys the process group: gloo may abort at exit otherwise
 
 
 if __name__ == "__main__":
