@@ -2,12 +2,12 @@
 
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from launch import LaunchTimeout, run_processes
 
 SCRIPTS = Path(__file__).parent / "distributed"
 
@@ -17,9 +17,7 @@ def launch(script, *arguments, processes=2):
     if processes == 1:
         command = [sys.executable]
     env = dict(os.environ, OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
-    result = subprocess.run(
-        [*command, str(SCRIPTS / script), *map(str, arguments)], capture_output=True, text=True, env=env, timeout=600
-    )
+    result = run_processes([*command, str(SCRIPTS / script), *map(str, arguments)], env)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
 
 
@@ -29,6 +27,20 @@ def records(folder, world=2):
 
 def angles(record, key="angles"):
     return np.array([angle for _, angle in record[key]])
+
+
+def test_a_hung_rank_is_named_and_every_process_is_killed(tmp_path):
+    script = tmp_path / "hang.py"
+    script.write_text(
+        "import os, time\n"
+        "open(os.environ['PIDS'] + os.environ['RANK'], 'w').write(str(os.getpid()))\n"
+        "if os.environ['RANK'] == '1':\n    time.sleep(600)\n"
+    )
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script)]
+    with pytest.raises(LaunchTimeout, match=r"hang.py: timed out after 20 s: rank 1 did not exit; killed its 2 "):
+        run_processes(command, dict(os.environ, PIDS=str(tmp_path / "pid")), timeout=20)
+    pid = int((tmp_path / "pid1").read_text())
+    assert not Path(f"/proc/{pid}").exists() or Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
 
 
 @pytest.mark.parametrize("layout", ["ddp", "fsdp", "mixed"])
@@ -83,7 +95,7 @@ def accelerate_launch(script, *arguments):
         str(Path(__file__).parents[1] / script), *map(str, arguments), "--use_cpu", "true",
     ]  # fmt: skip
     env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1")
-    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+    result = run_processes(command, env)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
 
 

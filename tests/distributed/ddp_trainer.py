@@ -7,10 +7,12 @@ process of batch 2B, so the runs can be compared step by step.
 import argparse
 import json
 import sys
+import weakref
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parents[1]))
 
+from teardown import end_training
 from tiny import TokenParity, tiny_bert
 from transformers import TrainerCallback
 
@@ -71,7 +73,9 @@ def main():
         "num_steps": autodrop.num_steps,
     }
     (args.out / f"rank{trainer.args.process_index}.json").write_text(json.dumps(record))
-    trainer.accelerator.end_training()  # destroys the process group: gloo may abort at exit otherwise
+    wrapped = weakref.ref(trainer.model_wrapped)
+    trainer.model_wrapped = None
+    end_training(trainer.accelerator, wrapped)
 
 
 if __name__ == "__main__":

@@ -11,11 +11,13 @@ Every rank writes OUT/rank<N>.json: angles, drops, learning rates, all_reduce ca
 
 import argparse
 import json
+import weakref
 from pathlib import Path
 
 import torch
 import torch.distributed as dist
 from accelerate import Accelerator
+from teardown import end_training
 
 from autodrop_hf import AutoDrop, AutoDropConfig, AutoDropLR
 
@@ -125,8 +127,9 @@ def main():
         record["reference_angles"] = reference.angles
         record["reference_drops"] = reference.drops
     (args.out / f"rank{rank}.json").write_text(json.dumps(record))
-    accelerator.wait_for_everyone()
-    accelerator.end_training()  # destroys the process group: gloo may abort at exit otherwise
+    wrapped = weakref.ref(model)
+    del model
+    end_training(accelerator, wrapped)
 
 
 if __name__ == "__main__":
