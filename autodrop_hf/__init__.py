@@ -8,18 +8,18 @@ integration is imported on first use, so a plain loop does not pay for importing
 from importlib import import_module
 from typing import Any
 
-from .autodrop import AutoDrop
-from .config import AutoDropConfig
-from .scheduler import AutoDropLR
+from .core.autodrop import AutoDrop
+from .core.config import AutoDropConfig
+from .core.scheduler import AutoDropLR
 
 __version__ = "0.1.0"
 
 _LAZY = {
-    "AutoDropCallback": "callback",
-    "AutoDropTrainer": "trainer",
-    "AutoDropSeq2SeqTrainer": "trainer",
-    "AutoDropTrainingArguments": "training_args",
-    "AutoDropSeq2SeqTrainingArguments": "training_args",
+    "AutoDropCallback": "hf.callback",
+    "AutoDropTrainer": "hf.trainer",
+    "AutoDropSeq2SeqTrainer": "hf.trainer",
+    "AutoDropTrainingArguments": "hf.training_args",
+    "AutoDropSeq2SeqTrainingArguments": "hf.training_args",
 }
 
 __all__ = ["AutoDrop", "AutoDropConfig", "AutoDropLR", "__version__", *_LAZY]

@@ -15,6 +15,8 @@ import json
 import shutil
 from pathlib import Path
 
+from autodrop_hf.core.history import HISTORY_FILE, read_history
+
 
 def _columns(entries: list[dict], keys: tuple[str, ...]) -> dict[str, list]:
     return {key: [entry.get(key) for entry in entries] for key in keys}
@@ -28,9 +30,9 @@ def trace_of(output_dir: Path) -> dict[str, dict[str, list]]:
         log = json.loads(state_file.read_text())["log_history"]
         trace["train"] = _columns([e for e in log if "learning_rate" in e], ("step", "learning_rate", "loss"))
         trace["eval"] = _columns([e for e in log if "eval_loss" in e], ("step", "eval_loss"))
-    history_file = output_dir / "autodrop_history.jsonl"
+    history_file = output_dir / HISTORY_FILE
     if history_file.exists():
-        history = [json.loads(line) for line in history_file.read_text().splitlines()]
+        history = read_history(history_file)
         trace["autodrop"] = _columns([h for h in history if h["angle"] is not None], ("step", "angle", "smoothed"))
         trace["autodrop"]["drop_steps"] = [h["step"] for h in history if h["dropped"]]
     return trace

@@ -5,7 +5,7 @@ import pytest
 import torch
 from reference import window_angles
 
-from autodrop_hf.angular_velocity import WindowedAngularVelocity, angle_degrees, trainable_parameters
+from autodrop_hf.core.angular_velocity import WindowedAngularVelocity, angle_degrees, trainable_parameters
 
 
 def measure(trajectory, window_size, dtype=torch.float32):

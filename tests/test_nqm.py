@@ -4,8 +4,8 @@ import math
 import pytest
 import torch
 
-from autodrop_hf import algorithm2, nqm
-from autodrop_hf.cli import main
+from autodrop_hf.paper import convergence, nqm
+from autodrop_hf.tools.cli import main
 
 STEPS = 3000  # the step budget of the AutoDrop-vs-fixed comparison
 
@@ -58,32 +58,32 @@ def test_runs_are_deterministic_for_a_seed():
 
 
 def test_algorithm2_gaps_match_the_proofs_closed_form_and_eq38():
-    rates = algorithm2.learning_rates(25, "lemma")
-    gaps = algorithm2.simulate(rates, epsilon=1 / (6 * rates[0]), gamma=1.0, tau0=0.3)
+    rates = convergence.learning_rates(25, "lemma")
+    gaps = convergence.simulate(rates, epsilon=1 / (6 * rates[0]), gamma=1.0, tau0=0.3)
     assert [g.gap for g in gaps] == [math.ceil(g.crossing) for g in gaps]
     for g in gaps:
-        assert algorithm2.velocity_derivative(g.crossing, g.lr, 1 / (6 * rates[0]), 1.0) == pytest.approx(g.tau)
+        assert convergence.velocity_derivative(g.crossing, g.lr, 1 / (6 * rates[0]), 1.0) == pytest.approx(g.tau)
         assert g.lower <= g.crossing <= g.upper and g.lower <= g.gap
     assert gaps[-1].gap > gaps[0].gap  # smaller learning rates saturate more slowly (P2 iii)
-    v = algorithm2.velocity(1e9, 0.5, 0.4, 1.0)
+    v = convergence.velocity(1e9, 0.5, 0.4, 1.0)
     assert v == pytest.approx(math.pi / 2 * (1 + 0.4 * 0.5), rel=1e-6)  # saturation level
 
 
 def test_eq38_upper_bound_fails_only_outside_the_proofs_hidden_condition():
-    for row in algorithm2.check_grid():
+    for row in convergence.check_grid():
         assert row["below_lower"] == 0
         assert row["crossing_above_upper_gamma_lr_le_1"] == 0
         assert row["max_steps_above_upper"] < 1
 
 
 def test_algorithm2_refuses_parameters_outside_the_theorem():
-    rates = algorithm2.learning_rates(3)
+    rates = convergence.learning_rates(3)
     with pytest.raises(ValueError, match="0 < tau0 < 2"):
-        algorithm2.simulate(rates, 0.1, 1.0, 2.5)
+        convergence.simulate(rates, 0.1, 1.0, 2.5)
     with pytest.raises(ValueError, match="epsilon"):
-        algorithm2.simulate(rates, 1.0, 1.0, 0.5)
+        convergence.simulate(rates, 1.0, 1.0, 0.5)
     with pytest.raises(ValueError, match="schedule"):
-        algorithm2.learning_rates(3, "cosine")
+        convergence.learning_rates(3, "cosine")
 
 
 def test_nqm_command_writes_figures_and_results(tmp_path, capsys):

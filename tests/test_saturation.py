@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from reference import drop_indices
 
-from autodrop_hf.saturation import SaturationDetector, gaussian_smooth
+from autodrop_hf.core.saturation import SaturationDetector, gaussian_smooth
 
 
 def test_filter_value_by_hand():

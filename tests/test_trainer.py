@@ -9,7 +9,7 @@ import torch
 from tiny import TokenParity, tiny_bert
 from transformers import HfArgumentParser, Trainer, TrainerCallback, TrainingArguments
 
-import autodrop_hf.config
+import autodrop_hf.core.config
 from autodrop_hf import (
     AutoDropCallback,
     AutoDropConfig,
@@ -17,7 +17,8 @@ from autodrop_hf import (
     AutoDropTrainer,
     AutoDropTrainingArguments,
 )
-from autodrop_hf.callback import HISTORY_FILE, STATE_FILE
+from autodrop_hf.core.history import HISTORY_FILE
+from autodrop_hf.hf.callback import STATE_FILE
 
 FAST = dict(autodrop_window_size="2", autodrop_buffer_size=3, autodrop_threshold=5.0)
 FAST_CONFIG = AutoDropConfig(window_size=2, buffer_size=3, threshold=5.0)
@@ -177,7 +178,7 @@ def test_set_lr_scheduler_accepts_autodrop(tmp_path):
 
 
 def test_auto_window_uses_planned_optimizer_steps(tmp_path, monkeypatch):
-    monkeypatch.setattr(autodrop_hf.config, "AUTO_WINDOWS_PER_RUN", 10)
+    monkeypatch.setattr(autodrop_hf.core.config, "AUTO_WINDOWS_PER_RUN", 10)
     args = training_args(
         tmp_path, max_steps=-1, num_train_epochs=3, gradient_accumulation_steps=2, autodrop_window_size="auto"
     )
@@ -305,7 +306,7 @@ def test_plot_command_draws_a_real_run(tmp_path):
     )
     trainer.train()
     trainer.save_state()
-    from autodrop_hf.cli import main
+    from autodrop_hf.tools.cli import main
 
     main(["plot", str(tmp_path), "--output", str(tmp_path / "run.png")])
     image = plt.imread(tmp_path / "run.png")
@@ -325,7 +326,7 @@ def test_core_import_does_not_import_transformers():
 
 
 def test_sharded_state_is_saved_and_restored_per_process(tmp_path, monkeypatch):
-    from autodrop_hf.angular_velocity import WindowedAngularVelocity
+    from autodrop_hf.core.angular_velocity import WindowedAngularVelocity
 
     monkeypatch.setattr(WindowedAngularVelocity, "is_sharded", property(lambda self: True))
     args = training_args(tmp_path, save_strategy="steps", save_steps=34)

@@ -43,7 +43,9 @@ from transformers import (
 from transformers.trainer_utils import get_last_checkpoint
 
 from autodrop_hf import AutoDropTrainer, AutoDropTrainingArguments
-from autodrop_hf.summary import summarize_run
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # examples/summary.py, shared by the examples
+from summary import summarize_run
 
 logger = logging.getLogger(__name__)
 

@@ -46,7 +46,9 @@ from translation_data import (
 )
 
 from autodrop_hf import AutoDropSeq2SeqTrainer, AutoDropSeq2SeqTrainingArguments
-from autodrop_hf.summary import summarize_run
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # examples/summary.py, shared by the examples
+from summary import summarize_run
 
 logger = logging.getLogger(__name__)
 

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import math
-import os
 import warnings
 from pathlib import Path
 from typing import Any
@@ -14,15 +12,14 @@ from accelerate import PartialState
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
-from .autodrop import AutoDrop
-from .config import AutoDropConfig
-from .scheduler import AutoDropLR, unwrap_scheduler
+from ..core.autodrop import AutoDrop
+from ..core.config import AutoDropConfig
+from ..core.history import HISTORY_FILE, append_record, truncate_history
+from ..core.scheduler import AutoDropLR, unwrap_scheduler
 
 #: Written into every checkpoint folder: :meth:`AutoDrop.state_dict`. When parameters are sharded
 #: (FSDP2), every process writes its own ``autodrop_state_rank<N>.pt`` instead.
 STATE_FILE = "autodrop_state.pt"
-#: Written into ``output_dir``: one JSON line per window (step, angle, smoothed, lr, lr_scale, dropped).
-HISTORY_FILE = "autodrop_history.jsonl"
 
 
 class AutoDropCallback(TrainerCallback):
@@ -97,7 +94,7 @@ class AutoDropCallback(TrainerCallback):
         if state.global_step > 0:
             self._restore(args, state, model, lr_scheduler)
         if state.is_world_process_zero:
-            self._truncate_history(Path(args.output_dir) / HISTORY_FILE, state.global_step)
+            truncate_history(Path(args.output_dir) / HISTORY_FILE, state.global_step)
 
     def _state_path(self, args: TrainingArguments, state: TrainerState) -> Path:
         folder = Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}"
@@ -122,15 +119,6 @@ class AutoDropCallback(TrainerCallback):
             stacklevel=3,
         )
 
-    @staticmethod
-    def _truncate_history(path: Path, global_step: int) -> None:
-        """Start the history afresh, or keep only the records up to the step training resumes at."""
-        kept = []
-        if global_step > 0 and path.exists():
-            kept = [line for line in path.read_text().splitlines() if json.loads(line)["step"] <= global_step]
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text("".join(line + "\n" for line in kept))
-
     def on_step_end(
         self,
         args: TrainingArguments,
@@ -153,8 +141,7 @@ class AutoDropCallback(TrainerCallback):
                 "lr_scale": self.autodrop.scale,
                 "dropped": dropped,
             }
-            with open(os.path.join(args.output_dir, HISTORY_FILE), "a") as history:
-                history.write(json.dumps(record) + "\n")
+            append_record(Path(args.output_dir) / HISTORY_FILE, record)
 
     def on_log(
         self,

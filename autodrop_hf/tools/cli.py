@@ -23,7 +23,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     nqm.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     if args.command == "nqm":
-        from .nqm_experiment import run
+        from ..paper.nqm_experiment import run
 
         run(args.output, steps=args.steps, seed=args.seed, theorem_steps=args.theorem_steps)
     elif args.command == "plot":

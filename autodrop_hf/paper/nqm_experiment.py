@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from . import algorithm2, nqm
+from . import convergence, nqm
 
 
 def run(output_dir: str | Path, steps: int = 3000, seed: int = 0, theorem_steps: int = 20_000) -> dict[str, Any]:
@@ -46,7 +46,7 @@ def run(output_dir: str | Path, steps: int = 3000, seed: int = 0, theorem_steps:
     supported = verdict(table)
     print(supported)
 
-    grid = algorithm2.check_grid()
+    grid = convergence.check_grid()
     print("\nAlgorithm 2 on the model v_α(t) (Eq. 12), drop gaps k_i against Eq. 38, 30 stages each:")
     print("| lr sequence | γ | τ0 | k_i < lower | k_i > upper | continuous k_i > upper | of those with γα̂ ≤ 1 |")
     print("|---|---|---|---|---|---|---|")

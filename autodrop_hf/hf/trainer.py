@@ -7,8 +7,8 @@ from typing import Any
 import torch
 from transformers import Seq2SeqTrainer, Trainer
 
+from ..core.scheduler import AutoDropLR
 from .callback import AutoDropCallback
-from .scheduler import AutoDropLR
 from .training_args import uses_autodrop
 
 

@@ -8,7 +8,7 @@ from typing import Any
 from transformers import Seq2SeqTrainingArguments, TrainingArguments
 from transformers.trainer_utils import SchedulerType
 
-from .config import AutoDropConfig
+from ..core.config import AutoDropConfig
 
 #: The scheduler name that selects AutoDrop (linear warm-up, then drops on saturation).
 AUTODROP_SCHEDULER = "autodrop"

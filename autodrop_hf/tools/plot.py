@@ -7,7 +7,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from .callback import HISTORY_FILE
+from ..core.history import HISTORY_FILE, read_history
 
 _NOT_METRICS = ("runtime", "samples_per_second", "steps_per_second", "epoch")
 
@@ -24,7 +24,7 @@ def read_run(output_dir: str | Path) -> tuple[list[dict[str, Any]], list[dict[st
         raise FileNotFoundError(
             f"{history_path} not found: is {output_dir} the output_dir of a run with AutoDropCallback?"
         )
-    windows = [json.loads(line) for line in history_path.read_text().splitlines() if line.strip()]
+    windows = read_history(history_path)
     checkpoints = sorted(
         output_dir.glob("checkpoint-*/trainer_state.json"),
         key=lambda p: int(p.parent.name.rsplit("-", 1)[1]),

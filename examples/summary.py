@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .callback import HISTORY_FILE
+from autodrop_hf.core.history import HISTORY_FILE, read_history
 
 
 def summarize_run(output_dir: str | Path, row: dict[str, Any]) -> dict[str, Any]:
@@ -15,13 +15,13 @@ def summarize_run(output_dir: str | Path, row: dict[str, Any]) -> dict[str, Any]
     history = Path(output_dir) / HISTORY_FILE
     drops = 0
     if history.exists():
-        drops = sum(json.loads(line)["dropped"] for line in history.read_text().splitlines())
+        drops = sum(record["dropped"] for record in read_history(history))
     row = {**row, "drops": drops}
     values = " | ".join(f"{v:.4g}" if isinstance(v, float) else str(v) for v in row.values())
     print(f"\n| {' | '.join(row)} |\n|{'---|' * len(row)}\n| {values} |")
     Path(output_dir, "results.json").write_text(json.dumps(row, indent=2) + "\n")
     if history.exists():
-        from .plot import plot_run
+        from autodrop_hf.tools.plot import plot_run
 
         print(f"plot: {plot_run(output_dir)}")
     return row

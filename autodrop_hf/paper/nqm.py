@@ -14,9 +14,9 @@ from dataclasses import dataclass
 
 import torch
 
-from .autodrop import AutoDrop
-from .config import AutoDropConfig
-from .scheduler import AutoDropLR
+from ..core.autodrop import AutoDrop
+from ..core.config import AutoDropConfig
+from ..core.scheduler import AutoDropLR
 
 #: The fixed learning rates of the paper's Figure 1.
 PAPER_LEARNING_RATES = (0.06, 0.03, 0.01, 0.001)

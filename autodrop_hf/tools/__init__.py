@@ -1,0 +1,1 @@
+"""Command-line tools: ``autodrop-hf plot`` and the ``autodrop-hf`` entry point."""
