@@ -5,6 +5,7 @@
 #   GLUE_DIR=../shared/data/glue SEEDS="42 1 2 3 4" JOBS=2 bash benchmarks/glue_quality.sh
 #   TASKS=sst2 SCHEDULES="autodrop autodrop_paper linear" SEEDS="42 1" JOBS=2 bash benchmarks/glue_quality.sh
 # Runs go seed by seed, so that every finished seed holds all schedules (the comparisons are paired).
+# A run whose result file exists is skipped: delete the file to run it again.
 # JOBS=2 runs two at a time with one thread each (two 2-thread runs on 2 cores are much slower).
 #
 # Schedules: autodrop (the library's defaults), autodrop_paper (--autodrop_preset paper: the paper's
@@ -33,7 +34,8 @@ run_one() {
     autodrop_paper) schedule=autodrop; extra+=(--autodrop_preset paper) ;;
     reduce_lr_on_plateau) extra=(--eval_strategy steps --eval_steps 0.1 --lr_scheduler_kwargs '{"patience": 1, "factor": 0.5}') ;;
   esac
-  local out="outputs/glue_quality/$task/$variant/seed$seed"
+  local out="outputs/glue_quality/$task/$variant/seed$seed" result="benchmarks/results/glue/${task}_${variant}_seed${seed}.json"
+  if [ -f "$result" ]; then echo "have: $result"; return 0; fi
   rm -rf "$out" && mkdir -p "$out"
   HF_HUB_OFFLINE=1 "$PY" examples/glue/run_glue.py \
     --glue_dir "$GLUE_DIR" --task_name "$task" --model_name_or_path minilm \
@@ -42,7 +44,7 @@ run_one() {
     --per_device_train_batch_size 32 --max_seq_length 128 --train_sampling_strategy group_by_length --seed "$seed" "${extra[@]}" \
     --save_strategy no --logging_steps 10 --report_to none --disable_tqdm true \
     > "$out/run.log" 2>&1 || { echo "FAILED: $task $variant $seed (see $out/run.log)"; return 0; }
-  "$PY" benchmarks/collect_run.py "$out" "benchmarks/results/glue/${task}_${variant}_seed${seed}.json"
+  "$PY" benchmarks/collect_run.py "$out" "$result"
   echo "done: $task $variant $seed: $(tr -d '\n ' < "$out/results.json")"
 }
 export -f run_one

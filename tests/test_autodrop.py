@@ -1,4 +1,5 @@
-import math
+import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -6,6 +7,7 @@ import torch
 from reference import drop_indices, window_angles
 
 from autodrop_hf import AutoDrop, AutoDropConfig, AutoDropLR
+from autodrop_hf.core.reference import ReferenceAutoDrop
 
 
 class NoisyQuadratic:
@@ -38,9 +40,9 @@ def run(problem, autodrop, steps):
     return problem
 
 
-def test_drops_match_the_float64_reference_algorithm():
+def test_paper_drops_match_the_float64_reference_algorithm():
     problem = NoisyQuadratic(num_warmup_steps=30)
-    config = AutoDropConfig(window_size=5, buffer_size=10, threshold=0.1, drop_factor=0.7)
+    config = AutoDropConfig.paper(window_size=5, buffer_size=10, threshold=0.1, drop_factor=0.7)
     autodrop = AutoDrop([problem.x], config, problem.scheduler)
     run(problem, autodrop, 3_000)
     angles = window_angles(np.array(problem.trajectory), window_size=5, num_warmup_steps=30)
@@ -54,9 +56,126 @@ def test_drops_match_the_float64_reference_algorithm():
     assert autodrop.scale == pytest.approx(0.7 ** len(expected))
 
 
+def test_paper_preset_reproduces_the_decisions_from_before_the_presets():
+    """Recorded with the library before the noise-floor test existed (AutoDropConfig() was the paper's)."""
+    golden = json.loads((Path(__file__).parent / "data" / "paper_rule_before_presets.json").read_text())
+    cases = {
+        "sgd_defaults_3000": (AutoDropConfig.paper(), 3000, 30, 0, lambda p: torch.optim.SGD(p, lr=0.06)),
+        "adam_window4_4000": (
+            AutoDropConfig.paper(window_size=4), 4000, 100, 1, lambda p: torch.optim.Adam(p, lr=0.03),
+        ),
+        "sgdm_window2_m5_2000": (
+            AutoDropConfig.paper(window_size=2, buffer_size=5, drop_factor=0.8, threshold=0.2), 2000, 0, 2,
+            lambda p: torch.optim.SGD(p, lr=0.005, momentum=0.9),
+        ),
+    }  # fmt: skip
+    for name, (config, steps, warmup, seed, make_optimizer) in cases.items():
+        torch.manual_seed(seed)
+        curvature = torch.arange(1, 201, dtype=torch.float32) / 10
+        x = torch.nn.Parameter(torch.randn(200))
+        optimizer = make_optimizer([x])
+        scheduler = AutoDropLR(optimizer, num_warmup_steps=warmup)
+        autodrop = AutoDrop([x], config, scheduler, num_training_steps=steps)
+        lrs = []
+        for _ in range(steps):
+            loss = 0.5 * ((x - torch.randn(200)) ** 2 * curvature).sum()
+            optimizer.zero_grad()
+            loss.backward()
+            lrs.append(optimizer.param_groups[0]["lr"])
+            optimizer.step()
+            scheduler.step()
+            autodrop.step()
+        assert autodrop.drops == golden[name]["drops"] and len(autodrop.drops) > 10, name
+        assert [list(a) for a in autodrop.angles] == golden[name]["angles"], name  # bit for bit
+        assert [list(c) for c in autodrop.smoothed] == golden[name]["smoothed"], name
+        assert lrs == golden[name]["lrs"] and autodrop.scale == golden[name]["scale"], name
+
+
+class AdamProblem:
+    """A noisy quadratic trained with Adam from far away: a drift phase, then noise."""
+
+    def __init__(self, seed=0, lr=0.03, num_warmup_steps=60, dim=200, start=3.0):
+        torch.manual_seed(seed)
+        self.curvature = torch.arange(1, dim + 1, dtype=torch.float32) / 10
+        self.x = torch.nn.Parameter(torch.randn(dim) * start)
+        self.optimizer = torch.optim.Adam([self.x], lr=lr)
+        self.scheduler = AutoDropLR(self.optimizer, num_warmup_steps=num_warmup_steps)
+        self.lr = lr
+
+    def train_step(self):
+        loss = 0.5 * ((self.x - torch.randn_like(self.x)) ** 2 * self.curvature).sum()
+        self.optimizer.zero_grad()
+        loss.backward()
+        self.optimizer.step()
+        self.scheduler.step()
+
+
+@pytest.mark.parametrize(
+    ("config", "steps", "warmup", "beta"),
+    [
+        (AutoDropConfig(), 3000, 100, 0.9),
+        (AutoDropConfig(window_size=3, drift_z=1.0), 2400, 50, 0.9),
+        (AutoDropConfig(window_size=4, buffer_size=5, drop_factor=0.95), 1500, 0, 0.9),
+        (AutoDropConfig(min_lr=3e-4), 3000, 100, 0.9),
+        (AutoDropConfig.paper(window_size=4), 3000, 30, 0.9),
+    ],
+    ids=["defaults", "window3-z1", "fixed-factor", "min-lr", "paper"],
+)
+def test_fast_path_takes_the_readable_twins_decisions_step_by_step(config, steps, warmup, beta):
+    problem = AdamProblem(num_warmup_steps=warmup)
+    autodrop = AutoDrop([problem.x], config, problem.scheduler, num_training_steps=steps)
+    twin = ReferenceAutoDrop(
+        config.replace(window_size=autodrop.window_size), beta, steps, warmup, floors=tuple(autodrop.floors)
+    )
+    for t in range(steps):
+        lr = problem.optimizer.param_groups[0]["lr"]
+        assert lr == pytest.approx(problem.lr * problem.scheduler.warmup_factor(t) * twin.lr_scales()[0], rel=1e-12)
+        problem.train_step()
+        assert autodrop.step() == twin.step(problem.x), f"step {t + 1}"
+    assert autodrop.drops == twin.drops and len(twin.drops) >= 5
+    assert [s for s, _ in autodrop.angles] == [s for s, _ in twin.angles]
+    fast, slow = np.array([a for _, a in autodrop.angles]), np.array([a for _, a in twin.angles])
+    assert np.abs(fast - slow).max() < 1e-2
+
+
+def test_default_rule_holds_while_training_drifts_and_otherwise_follows_a_linear_decay_to_zero():
+    steps, warmup = 3000, 100
+    problem = AdamProblem(num_warmup_steps=warmup, start=10.0)
+    autodrop = AutoDrop([problem.x], AutoDropConfig(), problem.scheduler, num_training_steps=steps)
+    lrs = []
+    for _ in range(steps):
+        lrs.append(problem.optimizer.param_groups[0]["lr"])
+        problem.train_step()
+        autodrop.step()
+    assert autodrop.decisions[0][1] < -2 and not autodrop.decisions[0][2]  # far from the optimum: drift, hold
+    held = [step for step, _, saturated in autodrop.decisions if not saturated]
+    assert autodrop.drops == [step for step, _, saturated in autodrop.decisions if saturated]
+    assert len(held) >= 3 and len(autodrop.drops) >= 20
+    interval = 10 * autodrop.window_size
+    for step in held:
+        assert lrs[step] == lrs[step - 1]
+    for step in autodrop.drops:  # each drop: one interval of a linear decay to 0 at the last step
+        expected = lrs[step - 1] * max(0.0, 1 - interval / (steps - step))
+        assert lrs[step] == pytest.approx(expected, rel=1e-9, abs=1e-15)
+    assert lrs[-1] == 0.0 and autodrop.scale == 0.0
+    last_window = max(s for s, _, _ in autodrop.decisions)
+    assert steps - last_window < interval and autodrop.angular_velocity.steps_in_window == 0  # stopped at 0
+
+
+def test_unknown_horizon_drops_by_095_with_windows_of_64():
+    problem = AdamProblem(num_warmup_steps=0, start=0.0)
+    autodrop = AutoDrop([problem.x], AutoDropConfig(), problem.scheduler)
+    assert autodrop.window_size == 64
+    for _ in range(64 * 30):
+        problem.train_step()
+        autodrop.step()
+    assert autodrop.drops and autodrop.scale == pytest.approx(0.95 ** len(autodrop.drops))
+    assert all(b - a == 640 for a, b in zip(autodrop.drops, autodrop.drops[1:], strict=False))
+
+
 def test_drop_takes_effect_from_the_next_optimizer_step():
     problem = NoisyQuadratic(lr=0.06, num_warmup_steps=10)
-    autodrop = AutoDrop([problem.x], AutoDropConfig(window_size=4, drop_factor=0.5), problem.scheduler)
+    autodrop = AutoDrop([problem.x], AutoDropConfig.paper(window_size=4, drop_factor=0.5), problem.scheduler)
     run(problem, autodrop, 2_000)
     assert autodrop.drops
     for n, step in enumerate(autodrop.drops, start=1):
@@ -70,7 +189,7 @@ def test_drop_takes_effect_from_the_next_optimizer_step():
 
 def test_warmup_steps_are_not_observed():
     problem = NoisyQuadratic(num_warmup_steps=50)
-    autodrop = AutoDrop([problem.x], AutoDropConfig(window_size=7), problem.scheduler)
+    autodrop = AutoDrop([problem.x], AutoDropConfig.paper(window_size=7), problem.scheduler)
     run(problem, autodrop, 200)
     assert autodrop.angles[0][0] == 50 + 3 * 7
     np.testing.assert_allclose(
@@ -80,53 +199,91 @@ def test_warmup_steps_are_not_observed():
     )
 
 
-def test_floor_min_lr():
+def test_min_lr_is_a_floor_per_group_and_drops_stop_counting_there():
+    torch.manual_seed(0)
+    a, b = torch.nn.Parameter(torch.randn(50)), torch.nn.Parameter(torch.randn(50))
+    optimizer = torch.optim.SGD([{"params": [a], "lr": 0.1}, {"params": [b], "lr": 0.01}])
+    scheduler = AutoDropLR(optimizer)
+    config = AutoDropConfig.paper(window_size=2, buffer_size=3, threshold=5.0, drop_factor=0.5, min_lr=8e-3)
+    autodrop = AutoDrop([a, b], config, scheduler)
+    for _ in range(600):
+        loss = ((a - torch.randn(50)) ** 2).sum() + ((b - torch.randn(50)) ** 2).sum()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        autodrop.step()
+    assert [g["lr"] for g in optimizer.param_groups] == [pytest.approx(8e-3), pytest.approx(8e-3)]
+    # group 1: 0.1 -> 0.05 -> 0.025 -> 0.0125 -> 8e-3; group 2: 0.01 -> 8e-3 at the first drop, then at its floor
+    assert len(autodrop.drops) == 4 and len(autodrop.decisions) > 10
+    assert autodrop.lr_scales == [pytest.approx(0.08), pytest.approx(0.8)]
+    with pytest.raises(ValueError, match="min_lr has 3 values, the optimizer has 2 parameter groups"):
+        AutoDrop([a, b], config.replace(min_lr=[1e-3, 1e-3, 1e-3]), scheduler)
+    per_group = AutoDrop([a, b], config.replace(min_lr=[1e-3, 5e-3]), scheduler)
+    assert per_group.floors == [pytest.approx(0.01), pytest.approx(0.5)]
+
+
+def test_min_lr_above_the_lr_records_no_drop():
     problem = NoisyQuadratic(lr=0.06)
-    config = AutoDropConfig(window_size=3, buffer_size=3, drop_factor=0.5, min_lr=0.02)
+    config = AutoDropConfig.paper(window_size=3, buffer_size=3, threshold=5.0, min_lr=0.1)
     autodrop = AutoDrop([problem.x], config, problem.scheduler)
-    run(problem, autodrop, 3_000)
-    assert len(autodrop.drops) >= 4
-    assert autodrop.scale == pytest.approx(1 / 3)
-    assert min(problem.lrs) == pytest.approx(0.02)
-    assert problem.optimizer.param_groups[0]["lr"] == pytest.approx(0.02)
+    run(problem, autodrop, 1_000)
+    assert autodrop.drops == [] and len(autodrop.decisions) > 5
+    assert set(problem.lrs) == {0.06}
 
 
 def test_min_lr_needs_a_peak_learning_rate():
     params = [torch.nn.Parameter(torch.zeros(3))]
+    config = AutoDropConfig.paper(min_lr=1e-3)
     with pytest.raises(ValueError, match=r"min_lr=0\.001 needs the peak learning rate"):
-        AutoDrop(params, AutoDropConfig(min_lr=1e-3))
-    assert AutoDrop(params, AutoDropConfig(min_lr=1e-3), base_lr=1e-2).min_scale == pytest.approx(0.1)
+        AutoDrop(params, config)
+    assert AutoDrop(params, config, base_lr=1e-2).floors == [pytest.approx(0.1)]
 
 
-def test_bad_arguments():
+def test_bad_arguments_are_refused_at_construction():
     params = [torch.nn.Parameter(torch.zeros(3))]
+    optimizer = torch.optim.SGD(params, lr=0.1)
     with pytest.raises(TypeError, match="AutoDropConfig"):
         AutoDrop(params, {"window_size": 3})
-    with pytest.raises(ValueError, match="num_warmup_steps must be an integer >= 0"):
-        AutoDrop(params, num_warmup_steps=-1)
+    with pytest.raises(ValueError, match="num_warmup_steps must be None or an integer >= 0"):
+        AutoDrop(params, momentum=0.9, num_warmup_steps=-1)
+    for bad in (float("nan"), float("inf"), "1000", 0, 10.5):
+        with pytest.raises(ValueError, match=f"num_training_steps must be None or an integer >= 1, got {bad!r}"):
+            AutoDrop(params, momentum=0.9, num_training_steps=bad)
     with pytest.raises(ValueError, match="no trainable parameters"):
-        AutoDrop(torch.nn.Linear(2, 2).requires_grad_(False))
+        AutoDrop(torch.nn.Linear(2, 2).requires_grad_(False), momentum=0.9)
     with pytest.raises(ValueError, match="num_warmup_steps must be an integer >= 0"):
-        AutoDropLR(torch.optim.SGD(params, lr=0.1), num_warmup_steps=1.5)
+        AutoDropLR(optimizer, num_warmup_steps=1.5)
+    for not_a_scheduler in (optimizer, object()):
+        with pytest.raises(TypeError, match="scheduler must be a learning-rate scheduler"):
+            AutoDrop(params, scheduler=not_a_scheduler)
+    with pytest.raises(ValueError, match="the noise-floor test needs the optimizer's momentum"):
+        AutoDrop(params)
+    with pytest.raises(ValueError, match="momentum must be a finite number"):
+        AutoDrop(params, momentum="0.9")
+    with pytest.raises(ValueError, match="meta device"):
+        AutoDrop(torch.nn.Linear(2, 2, device="meta"), momentum=0.9)
 
 
 def test_auto_window_size_uses_planned_steps():
     params = [torch.nn.Parameter(torch.zeros(3))]
-    assert AutoDrop(params, num_training_steps=20_000).window_size == 20
-    assert AutoDrop(params).window_size == 64
+    assert AutoDrop(params, momentum=0.9, num_training_steps=20_000).window_size == 20
+    assert AutoDrop(params, momentum=0.9).window_size == 64
+    assert AutoDrop(params, momentum=0.9, num_training_steps=np.int64(2_000)).window_size == 2
 
 
 def test_without_scheduler_only_scale_and_records():
     problem = NoisyQuadratic()
-    autodrop = AutoDrop([problem.x], AutoDropConfig(window_size=4))
+    autodrop = AutoDrop([problem.x], AutoDropConfig.paper(window_size=4))
     run(problem, autodrop, 1_500)
     assert autodrop.drops and autodrop.scale == pytest.approx(0.95 ** len(autodrop.drops))
     assert set(problem.lrs) == {0.06}  # nothing touched the optimizer
+    assert autodrop.last_record is None or autodrop.last_record["lr"] is None
 
 
 def test_nan_parameters_never_drop():
     problem = NoisyQuadratic()
-    autodrop = AutoDrop([problem.x], AutoDropConfig(window_size=2, buffer_size=2), problem.scheduler)
+    autodrop = AutoDrop([problem.x], AutoDropConfig.paper(window_size=2, buffer_size=2), problem.scheduler)
     problem.x.data.fill_(float("nan"))
     with pytest.warns(RuntimeWarning, match="not finite") as record:
         for _ in range(100):
@@ -136,11 +293,62 @@ def test_nan_parameters_never_drop():
     assert autodrop.drops == [] and autodrop.angles == [] and len(record) == 1
 
 
+def test_records_and_history_file(tmp_path):
+    problem = NoisyQuadratic(num_warmup_steps=4)
+    history = tmp_path / "history.jsonl"
+    autodrop = AutoDrop([problem.x], AutoDropConfig(window_size=2, buffer_size=3), problem.scheduler,
+                        num_training_steps=300, history_file=history)  # fmt: skip
+    records = []
+    for _ in range(300):
+        problem.train_step()
+        autodrop.step()
+        if autodrop.last_record is not None:
+            records.append(autodrop.last_record)
+    written = [json.loads(line) for line in history.read_text().splitlines()]
+    assert written == records and autodrop.scale == 0.0
+    assert [r["step"] for r in records] == list(range(6, autodrop.drops[-1] + 1, 2))  # none once the LR is 0
+    assert [r["step"] for r in records if r["dropped"]] == autodrop.drops
+    assert [(r["step"], r["angle"]) for r in records if r["angle"] is not None] == autodrop.angles
+    decided = [r for r in records if r["statistic"] is not None]
+    assert [(r["step"], r["statistic"]) for r in decided] == [(s, z) for s, z, _ in autodrop.decisions]
+    assert all(r["noise_floor"] == pytest.approx(90 - 9.59, abs=0.01) for r in records)  # SGD, k = 2: 80.41°
+    assert records[-1]["lr"] == problem.optimizer.param_groups[0]["lr"]
+    assert set(autodrop.log_dict()) == {
+        "autodrop/angular_velocity", "autodrop/noise_floor", "autodrop/statistic", "autodrop/lr_scale",
+        "autodrop/num_drops",
+    }  # fmt: skip
+
+
+def test_newly_trainable_parameters_are_watched_from_the_next_window(caplog):
+    model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Linear(8, 1))
+    model[0].requires_grad_(False)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    scheduler = AutoDropLR(optimizer)
+    autodrop = AutoDrop(model, AutoDropConfig(window_size=2), scheduler, num_training_steps=400)
+    assert autodrop.angular_velocity.num_parameters == 9
+    inputs = torch.randn(64, 4)
+    for step in range(100):
+        if step == 41:
+            model[0].requires_grad_(True)  # gradual unfreezing, mid-window
+        loss = (model(inputs) - 1).pow(2).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        with caplog.at_level("INFO", logger="autodrop_hf"):
+            autodrop.step()
+    assert autodrop.angular_velocity.num_parameters == 9 + 40
+    assert "2 tensors became trainable and 0 frozen at step 42" in caplog.text
+    assert caplog.text.count("became trainable") == 1
+    steps = [s for s, _ in autodrop.angles]
+    assert 42 in steps and 44 not in steps and 46 not in steps and 48 in steps  # three new windows, then angles
+
+
 def test_any_scheduler_is_multiplied():
     total = 3_000
     linear = lambda opt: torch.optim.lr_scheduler.LambdaLR(opt, lambda t: 1 - t / total)  # noqa: E731
     problem = NoisyQuadratic(scheduler=linear)
-    autodrop = AutoDrop([problem.x], AutoDropConfig(window_size=4, drop_factor=0.5), problem.scheduler)
+    autodrop = AutoDrop([problem.x], AutoDropConfig.paper(window_size=4, drop_factor=0.5), problem.scheduler)
     run(problem, autodrop, total - 1)
     assert autodrop.drops
     for t, lr in enumerate(problem.lrs):
@@ -150,26 +358,24 @@ def test_any_scheduler_is_multiplied():
     assert problem.scheduler.get_last_lr() == [problem.optimizer.param_groups[0]["lr"]]
 
 
-def test_plateau_scheduler_keeps_the_drop():
-    plateau = lambda opt: torch.optim.lr_scheduler.ReduceLROnPlateau(opt)  # noqa: E731
-    problem = NoisyQuadratic(scheduler=plateau)
-    problem.scheduler.step = lambda: None  # steps on eval metrics only
-    autodrop = AutoDrop([problem.x], AutoDropConfig(window_size=4, drop_factor=0.5), problem.scheduler)
-    run(problem, autodrop, 1_500)
-    assert autodrop.drops
-    assert problem.optimizer.param_groups[0]["lr"] == pytest.approx(0.06 * autodrop.scale)
-
-
 def test_resume_mid_window_is_exact(tmp_path):
-    config = AutoDropConfig(window_size=6, buffer_size=4, drop_factor=0.8)
-    straight = NoisyQuadratic(seed=3, num_warmup_steps=12)
-    reference = AutoDrop([straight.x], config, straight.scheduler)
-    run(straight, reference, 1_200)
-    assert len([s for s in reference.drops if s < 500]) >= 1
+    config = AutoDropConfig(window_size=6, buffer_size=4)
+    straight = AdamProblem(seed=3, num_warmup_steps=12)
+    reference = AutoDrop([straight.x], config, straight.scheduler, num_training_steps=1_200)
+    lrs_straight = []
+    for _ in range(1_200):
+        lrs_straight.append(straight.optimizer.param_groups[0]["lr"])
+        straight.train_step()
+        reference.step()
+    assert len([s for s in reference.drops if s < 500]) >= 1 and len(reference.drops) > 5
 
-    first = NoisyQuadratic(seed=3, num_warmup_steps=12)
-    autodrop = AutoDrop([first.x], config, first.scheduler)
-    run(first, autodrop, 500)
+    first = AdamProblem(seed=3, num_warmup_steps=12)
+    autodrop = AutoDrop([first.x], config, first.scheduler, num_training_steps=1_200)
+    lrs = []
+    for _ in range(500):
+        lrs.append(first.optimizer.param_groups[0]["lr"])
+        first.train_step()
+        autodrop.step()
     assert autodrop.angular_velocity.steps_in_window != 0  # the checkpoint is mid-window
     torch.save(
         {
@@ -182,24 +388,27 @@ def test_resume_mid_window_is_exact(tmp_path):
         tmp_path / "checkpoint.pt",
     )
     saved = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
-    second = NoisyQuadratic(seed=99, num_warmup_steps=12)
+    second = AdamProblem(seed=99, num_warmup_steps=12)
     second.x.data.copy_(saved["x"])
     second.optimizer.load_state_dict(saved["optimizer"])
     second.scheduler.load_state_dict(saved["scheduler"])
-    resumed = AutoDrop([second.x], config, second.scheduler)
+    resumed = AutoDrop([second.x], config, second.scheduler, num_training_steps=1_200)
     resumed.load_state_dict(saved["autodrop"])
     torch.set_rng_state(saved["rng"])
-    run(second, resumed, 700)
+    for _ in range(700):
+        lrs.append(second.optimizer.param_groups[0]["lr"])
+        second.train_step()
+        resumed.step()
 
     assert resumed.drops == reference.drops
-    assert resumed.angles == reference.angles
-    assert first.lrs + second.lrs == straight.lrs
+    assert resumed.angles == reference.angles and resumed.decisions == reference.decisions
+    assert lrs == lrs_straight
     assert torch.equal(second.x, straight.x)
 
 
 def test_state_dict_is_plain():
     problem = NoisyQuadratic()
-    autodrop = AutoDrop([problem.x], AutoDropConfig(window_size=2), problem.scheduler)
+    autodrop = AutoDrop([problem.x], AutoDropConfig(window_size=2, min_lr=[1e-4]), problem.scheduler)
     run(problem, autodrop, 50)
     allowed = (int, float, str, bool, type(None), torch.Tensor)
 
@@ -216,18 +425,103 @@ def test_state_dict_is_plain():
 
     check(autodrop.state_dict())
     check(problem.scheduler.state_dict())
-    assert math.isclose(problem.scheduler.state_dict()["scale"], autodrop.scale)
+    assert problem.scheduler.state_dict()["scales"] == autodrop.lr_scales
 
 
-def test_a_new_detector_recovers_the_scale_from_the_schedulers_state():
-    linear = lambda opt: torch.optim.lr_scheduler.LambdaLR(opt, lambda t: 1.0)  # noqa: E731
-    for make in (None, linear):
+def test_a_new_detector_in_a_new_process_recovers_the_scale_from_the_schedulers_saved_state(tmp_path):
+    constant = lambda opt: torch.optim.lr_scheduler.LambdaLR(opt, lambda t: 1.0)  # noqa: E731
+    for make in (None, constant):
         problem = NoisyQuadratic(scheduler=make)
-        autodrop = AutoDrop([problem.x], AutoDropConfig(window_size=4, drop_factor=0.5), problem.scheduler)
+        config = AutoDropConfig.paper(window_size=4, drop_factor=0.5)
+        autodrop = AutoDrop([problem.x], config, problem.scheduler)
         run(problem, autodrop, 1_000)
-        assert autodrop.drops
-        fresh = AutoDrop([problem.x], AutoDropConfig(window_size=4, drop_factor=0.5), problem.scheduler)
-        assert fresh.scale == pytest.approx(autodrop.scale)
-        fresh_state = problem.scheduler.state_dict()
-        problem.scheduler.load_state_dict(fresh_state)
-        assert AutoDrop([problem.x], scheduler=problem.scheduler).scale == pytest.approx(autodrop.scale)
+        assert autodrop.drops and autodrop.scale < 0.5
+        torch.save({"optimizer": problem.optimizer.state_dict(), "scheduler": problem.scheduler.state_dict()},
+                   tmp_path / "saved.pt")  # fmt: skip
+        saved = torch.load(tmp_path / "saved.pt", weights_only=True)
+        fresh = NoisyQuadratic(seed=5, scheduler=make)  # another optimizer and scheduler, as after a restart
+        assert fresh.optimizer.param_groups[0]["lr"] == 0.06
+        fresh.optimizer.load_state_dict(saved["optimizer"])
+        fresh.scheduler.load_state_dict(saved["scheduler"])
+        recovered = AutoDrop([fresh.x], config, fresh.scheduler)
+        assert recovered.scale == pytest.approx(autodrop.scale, rel=1e-12)
+        assert fresh.optimizer.param_groups[0]["lr"] == pytest.approx(0.06 * autodrop.scale)
+
+
+def _trained(config=None, steps=300, seed=0):
+    problem = AdamProblem(seed=seed, num_warmup_steps=10, start=0.0)
+    autodrop = AutoDrop([problem.x], config or AutoDropConfig(window_size=2, buffer_size=4), problem.scheduler,
+                        num_training_steps=1_000)  # fmt: skip
+    for _ in range(steps):
+        problem.train_step()
+        autodrop.step()
+    return problem, autodrop
+
+
+def test_resuming_with_changed_settings():
+    trained, before = _trained(AutoDropConfig(window_size=2, buffer_size=4, min_lr=1e-4))
+    state = before.state_dict()
+    assert before.drops and before.scale < 1
+
+    # the current min_lr, drop_factor, drift_z win: the detector carries over
+    problem = AdamProblem(seed=1, num_warmup_steps=10, start=0.0)
+    problem.scheduler.load_state_dict(trained.scheduler.state_dict())
+    changed = AutoDropConfig(window_size=2, buffer_size=4, min_lr=4e-3, drift_z=1.0, drop_factor=0.5)
+    resumed = AutoDrop([problem.x], changed, problem.scheduler, num_training_steps=1_000)
+    resumed.load_state_dict(state)
+    assert resumed.floors == [pytest.approx(4e-3 / 0.03)] and resumed.config.drift_z == 1.0
+    assert resumed.angles == before.angles and resumed.test.buffer == before.test.buffer
+    assert problem.optimizer.param_groups[0]["lr"] == pytest.approx(0.03 * max(before.scale, 4e-3 / 0.03))
+
+    # a buffer size or window size that cannot carry over: one warning, a fresh detector, the scale kept
+    for other in (AutoDropConfig(window_size=2, buffer_size=3), AutoDropConfig(window_size=3, buffer_size=4)):
+        problem = AdamProblem(seed=1, num_warmup_steps=10, start=0.0)
+        fresh = AutoDrop([problem.x], other, problem.scheduler, num_training_steps=1_000)
+        with pytest.warns(UserWarning, match="from a run with other settings") as record:
+            fresh.load_state_dict(state)
+        assert len(record) == 1
+        assert fresh.angles == [] and fresh.test.buffer == [] and fresh.scale == before.scale
+        assert fresh.num_steps == before.num_steps
+
+
+def test_a_state_from_another_model_with_the_same_size_gives_a_fresh_detector():
+    _, before = _trained()
+    model = torch.nn.Linear(199, 1)  # 199 + 1 = 200 parameters, as the saved vector
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.03)
+    other = AutoDrop(
+        model, AutoDropConfig(window_size=2, buffer_size=4), AutoDropLR(optimizer), num_training_steps=1_000
+    )
+    with pytest.warns(UserWarning, match="the watched parameters"):
+        other.load_state_dict(before.state_dict())
+    assert other.angles == [] and other.scale == before.scale
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("scale", float("nan"), "'scale' is invalid"),
+        ("scale", -3.0, "'scale' is invalid .* a number in \\[0, 1\\]"),
+        ("num_steps", -1, "'num_steps' is invalid"),
+        ("angles", [[1, "x"]], "'angles' is invalid"),
+        ("decisions", None, "'decisions' is invalid"),
+    ],
+)
+def test_a_state_with_invalid_values_is_refused_and_changes_nothing(field, value, message):
+    _, before = _trained()
+    state = before.state_dict()
+    _problem, target = _trained(seed=4)
+    snapshot = (
+        target.scale,
+        list(target.angles),
+        target.num_steps,
+        float(target.angular_velocity.buffers[0].reference.sum()),
+    )
+    state[field] = value
+    with pytest.raises(ValueError, match=message):
+        target.load_state_dict(state)
+    assert (
+        target.scale,
+        target.angles,
+        target.num_steps,
+        float(target.angular_velocity.buffers[0].reference.sum()),
+    ) == snapshot

@@ -1,21 +1,31 @@
+import numpy as np
 import pytest
+import torch
 
 from autodrop_hf import AutoDropConfig
 
 
-def test_defaults_are_the_papers():
+def test_defaults_are_the_library_rule_and_the_paper_preset_is_the_papers():
     config = AutoDropConfig()
-    assert (config.drop_factor, config.buffer_size, config.threshold, config.min_lr) == (0.95, 10, 0.1, 0.0)
-    assert config.window_size == "auto"
+    assert (config.saturation_test, config.window_size, config.drop_factor) == ("noise_floor", "auto", "auto")
+    assert (config.buffer_size, config.drift_z, config.min_lr) == (10, 2.0, 0.0)
+    paper = AutoDropConfig.paper()
+    assert (paper.saturation_test, paper.window_size, paper.drop_factor) == ("smoothed_change", "auto", 0.95)
+    assert (paper.buffer_size, paper.threshold, paper.min_lr) == (10, 0.1, 0.0)
+    assert AutoDropConfig.paper(window_size=8).window_size == 8
+    assert AutoDropConfig.preset("paper") == paper and AutoDropConfig.preset("default") == config
+    with pytest.raises(ValueError, match="unknown AutoDrop preset 'fast': use 'default' or 'paper'"):
+        AutoDropConfig.preset("fast")
 
 
 @pytest.mark.parametrize(
     ("name", "value", "message"),
     [
-        ("drop_factor", 0.0, "0 < drop_factor < 1"),
-        ("drop_factor", 1.0, "0 < drop_factor < 1"),
+        ("drop_factor", 0.0, "0 < drop_factor < 1 or 'auto'"),
+        ("drop_factor", 1.0, "0 < drop_factor < 1 or 'auto'"),
         ("drop_factor", float("nan"), "0 < drop_factor < 1"),
-        ("drop_factor", "0.9", "0 < drop_factor < 1"),
+        ("drop_factor", "0.9", "must be a number with 0 < drop_factor < 1"),
+        ("drop_factor", np.float32(1.5), "0 < drop_factor < 1"),
         ("window_size", 0, "window_size must be an integer >= 1 or 'auto'"),
         ("window_size", 2.5, "window_size must be an integer >= 1 or 'auto'"),
         ("window_size", "big", "window_size must be an integer >= 1 or 'auto'"),
@@ -25,14 +35,33 @@ def test_defaults_are_the_papers():
         ("threshold", 0.0, "threshold > 0"),
         ("threshold", -0.1, "threshold > 0"),
         ("threshold", float("inf"), "threshold > 0"),
+        ("drift_z", -1.0, "drift_z >= 0"),
         ("min_lr", -1e-6, "min_lr >= 0"),
+        ("min_lr", [1e-6, -1.0], "min_lr >= 0"),
+        ("min_lr", [], "non-empty list"),
+        ("saturation_test", "angle", "saturation_test must be one of ('noise_floor', 'smoothed_change')"),
     ],
 )
 def test_out_of_range_values_name_the_argument_and_range(name, value, message):
     with pytest.raises(ValueError, match=f"^{name}") as error:
         AutoDropConfig(**{name: value})
     assert message in str(error.value)
-    assert repr(value) in str(error.value)
+
+
+def test_numpy_scalars_and_0d_tensors_are_numbers():
+    config = AutoDropConfig(drop_factor=np.float32(0.5), buffer_size=np.int64(5), threshold=torch.tensor(0.2))
+    assert (config.drop_factor, config.buffer_size, config.threshold) == (0.5, 5, pytest.approx(0.2))
+    assert type(config.drop_factor) is float and type(config.buffer_size) is int
+    with pytest.raises(ValueError, match=r"threshold must be a number with threshold > 0 \(degrees\), got tensor"):
+        AutoDropConfig(threshold=torch.tensor([0.2, 0.3]))
+
+
+def test_min_lr_per_group():
+    assert AutoDropConfig(min_lr=[1e-5, 1e-6]).min_lrs(2) == [1e-5, 1e-6]
+    assert AutoDropConfig(min_lr=1e-5).min_lrs(3) == [1e-5] * 3
+    with pytest.raises(ValueError, match="min_lr has 2 values, the optimizer has 3 parameter groups"):
+        AutoDropConfig(min_lr=[1e-5, 1e-6]).min_lrs(3)
+    assert AutoDropConfig(min_lr=[1e-5]).to_dict()["min_lr"] == [1e-5]
 
 
 @pytest.mark.parametrize(

@@ -58,6 +58,8 @@ def test_plain_loop_matches_one_process(tmp_path, layout):
     # O(1) communication: one all_reduce of three float64 per window, nothing on other steps
     assert first["all_reduce_calls"] == first["windows"] == 28
     assert first["all_reduce_bytes"] == 24 * first["windows"]
+    # the core speaks torch.distributed: without Accelerate, nothing imports it
+    assert first["accelerate_imported"] == (layout == "ddp")
     if layout == "ddp":  # replicated: each process holds everything, the state is the same everywhere
         assert not first["is_sharded"] and first["local_parameters"] == second["local_parameters"] == 515
     else:  # sharded: each holds its part, its state is its own

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from reference import drop_indices
 
-from autodrop_hf.core.saturation import SaturationDetector, gaussian_smooth
+from autodrop_hf.core.saturation import NoiseFloorTest, SaturationResult, SmoothedChangeTest, gaussian_smooth
 
 
 def test_filter_value_by_hand():
@@ -39,60 +39,109 @@ def test_empty_buffer_is_an_error():
         gaussian_smooth([], sigma_cap=1.0)
 
 
-def test_needs_a_full_buffer_then_two_smoothed_values():
-    detector = SaturationDetector(buffer_size=3, threshold=0.1)
-    assert detector.update(90.0) == (None, False)
-    assert detector.update(90.0) == (None, False)
-    assert detector.update(90.0) == (90.0, False)  # first C: nothing to compare with
-    assert detector.buffer == [90.0, 90.0]  # oldest angle left the buffer
-    assert detector.update(90.0) == (90.0, True)  # |C - C_prev| = 0 < 0.1
+def test_paper_test_needs_a_full_buffer_then_two_smoothed_values():
+    test = SmoothedChangeTest(buffer_size=3, threshold=0.1)
+    assert test.update(90.0) == SaturationResult()
+    assert test.update(90.0) == SaturationResult()
+    assert test.update(90.0) == SaturationResult(smoothed=90.0)  # first C: nothing to compare with
+    assert test.buffer == [90.0, 90.0]  # oldest angle left the buffer
+    assert test.update(90.0) == SaturationResult(decided=True, saturated=True, statistic=0.0, smoothed=90.0)
 
 
-def test_threshold_is_on_the_absolute_change():
-    # With two angles 0 < |a - b| <= 2 (= cap m/2), sigma = |a - b| / 2 and the weight of a is
-    # exp(-2), so C = b + (a - b)·w with w = e^-2 / (1 + e^-2).
-    w = math.exp(-2) / (1 + math.exp(-2))
-    detector = SaturationDetector(buffer_size=2, threshold=0.1)
-    detector.update(10.0)
-    assert detector.update(10.0) == (10.0, False)
-    smoothed, saturated = detector.update(9.0)
-    assert smoothed == pytest.approx(9.0 + w, rel=1e-14)
-    assert not saturated  # ΔC = -0.88: a signed test (C_i - C_{i-1} < θ) would drop here
-    assert detector.update(9.0) == (9.0, False)  # |ΔC| = w = 0.119 >= 0.1
-    assert detector.update(9.0) == (9.0, True)  # |ΔC| = 0 < 0.1
+def test_paper_threshold_is_on_the_absolute_change():
+    # Two angles 10 and 9 in the buffer: population std 0.5 = sigma (cap 1), the centre is the second
+    # (9), and 10 gets weight exp(-1/(2·0.25)) = e^-2: C = 9 + e^-2 / (1 + e^-2) = 9.1192.
+    test = SmoothedChangeTest(buffer_size=2, threshold=0.1)
+    test.update(10.0)
+    assert test.update(10.0).smoothed == 10.0
+    result = test.update(9.0)
+    assert result.smoothed == pytest.approx(9.119202922, rel=1e-9)
+    assert result.decided and not result.saturated  # ΔC = -0.88: a signed test (C_i - C_{i-1} < θ) would drop
+    result = test.update(9.0)
+    assert (result.smoothed, result.saturated) == (9.0, False)  # |ΔC| = 0.119 >= 0.1
+    assert result.statistic == pytest.approx(0.119202922, rel=1e-8)
+    assert test.update(9.0).saturated  # |ΔC| = 0 < 0.1
 
 
-def test_reset_forgets_buffer_and_previous_value():
-    detector = SaturationDetector(buffer_size=2, threshold=0.1)
-    for angle in (5.0, 5.0, 5.0):
-        _, saturated = detector.update(angle)
-    assert saturated
-    detector.reset()
-    assert detector.buffer == [] and detector.previous_smoothed is None
-    assert detector.update(5.0) == (None, False)
-    assert detector.update(5.0) == (5.0, False)
+def test_paper_reset_forgets_buffer_and_previous_value():
+    test = SmoothedChangeTest(buffer_size=2, threshold=0.1)
+    results = [test.update(5.0) for _ in range(3)]
+    assert results[-1].saturated
+    test.reset()
+    assert test.buffer == [] and test.previous_smoothed is None
+    assert test.update(5.0) == SaturationResult()
+    assert test.update(5.0) == SaturationResult(smoothed=5.0)
 
 
-def test_matches_the_reference_on_a_long_noisy_sequence():
+def test_paper_test_matches_the_reference_on_a_long_noisy_sequence():
     rng = np.random.default_rng(0)
     steps = np.arange(3000)
     angles = 90 + 25 * (1 - np.exp(-(steps % 400) / 60)) + rng.normal(0, 0.3, steps.size)
-    detector = SaturationDetector(buffer_size=10, threshold=0.1)
+    test = SmoothedChangeTest(buffer_size=10, threshold=0.1)
     drops = []
     for i, angle in enumerate(angles):
-        if detector.update(angle)[1]:
+        if test.update(angle).saturated:
             drops.append(i)
-            detector.reset()
+            test.reset()
     expected = drop_indices(angles, buffer_size=10, threshold=0.1)
     assert drops == expected
     assert len(expected) > 5
     assert min(np.diff(expected)) >= 11  # m + 1 angles between drops
 
 
-def test_state_round_trip():
-    detector = SaturationDetector(buffer_size=4, threshold=0.1)
+def test_paper_state_round_trip():
+    test = SmoothedChangeTest(buffer_size=4, threshold=0.1)
     for angle in (1.0, 2.0, 3.0, 4.0, 5.0):
-        detector.update(angle)
-    clone = SaturationDetector(buffer_size=4, threshold=0.1)
-    clone.load_state_dict(detector.state_dict())
-    assert clone.update(6.0) == detector.update(6.0)
+        test.update(angle)
+    clone = SmoothedChangeTest(buffer_size=4, threshold=0.1)
+    clone.load_state_dict(test.state_dict())
+    assert clone.update(6.0) == test.update(6.0)
+
+
+def test_noise_floor_statistic_by_hand():
+    # angles 24, 26, 25, 27: mean 25.5, deviations -1.5, 0.5, -0.5, 1.5, sum of squares 5,
+    # lag-1 sum (-0.75 - 0.25 - 0.75) / 5 = -0.35 -> clamped to 0: SE = sqrt(5/3 / 4) = 0.6455
+    z = NoiseFloorTest.statistic([24.0, 26.0, 25.0, 27.0], noise_floor=25.84193)
+    assert z == pytest.approx((25.5 - 25.84193) / math.sqrt(5 / 12), rel=1e-12)
+    # angles 20, 21, 22, 23: lag-1 sum (0.75 - 0.25 + 0.75) / 5 = 0.25: SE = sqrt(5/3 · 1.25 / (0.75 · 4))
+    z = NoiseFloorTest.statistic([20.0, 21.0, 22.0, 23.0], noise_floor=25.0)
+    assert z == pytest.approx(-3.5 / math.sqrt(5 / 3 * 1.25 / 0.75 / 4), rel=1e-12)
+    assert NoiseFloorTest.statistic([25.0] * 4, 25.0) == 0.0
+    assert NoiseFloorTest.statistic([20.0] * 4, 25.0) == -math.inf
+
+
+def test_noise_floor_test_holds_on_progress_and_drops_at_the_floor():
+    test = NoiseFloorTest(buffer_size=4, noise_floor=25.0, drift_z=2.0)
+    assert [test.update(a) for a in (20.0, 21.0, 22.0)] == [SaturationResult()] * 3
+    held = test.update(23.0)  # z = -4.7: far below the floor, training still moves one way
+    assert held.decided and not held.saturated and held.statistic < -2
+    assert test.buffer == []  # every decision starts a new buffer
+    for angle in (24.0, 26.0, 25.0):
+        test.update(angle)
+    dropped = test.update(27.0)  # z = 0.77: at the floor
+    assert dropped.decided and dropped.saturated
+    above = [test.update(a) for a in (40.0, 41.0, 39.0, 40.0)][-1]  # above the floor (curvature): saturated
+    assert above.saturated and above.statistic > 10
+
+
+def test_noise_floor_test_false_hold_rate_under_pure_noise():
+    # Angles at the floor with momentum-correlated noise (AR(1), 0.4): the test holds about as often
+    # as a one-sided test at 2 standard errors should (t with 9 degrees of freedom: 4%), not never.
+    rng = np.random.default_rng(1)
+    test = NoiseFloorTest(buffer_size=10, noise_floor=25.84, drift_z=2.0)
+    noise, holds, decisions = 0.0, 0, 0
+    for _ in range(50_000):
+        noise = 0.4 * noise + rng.normal(0, 2.5 * math.sqrt(1 - 0.16))
+        result = test.update(25.84 + noise)
+        decisions += result.decided
+        holds += result.decided and not result.saturated
+    assert decisions == 5_000
+    assert 0.02 < holds / decisions < 0.09
+
+
+def test_noise_floor_state_round_trip():
+    test = NoiseFloorTest(buffer_size=3, noise_floor=25.0, drift_z=2.0)
+    test.update(20.0)
+    clone = NoiseFloorTest(buffer_size=3, noise_floor=25.0, drift_z=2.0)
+    clone.load_state_dict(test.state_dict())
+    assert [clone.update(a) for a in (21.0, 22.0)] == [test.update(a) for a in (21.0, 22.0)]

@@ -1,13 +1,13 @@
 """Batch angular velocity (Definition 3.3): the angle between consecutive displacements of
 window-averaged parameters, measured without ever materialising a window's parameters twice.
 
-Numerics (SPEC.md, "Numerics"): every window sum is accumulated relative to the previous window
+Numerics (docs/algorithm.md, "Numerics"): every window sum is accumulated relative to the previous window
 mean ``y_{i-1}``, so the displacement ``s_i = y_i - y_{i-1}`` is the accumulator divided by the
 window size, not a difference of two large numbers. Buffers are float32 (float64 when a parameter
 is float64) whatever the parameter dtype. The per-step work is two multi-tensor in-place ops and
 no host synchronisation; the one synchronisation per window reads three float64 sums.
 
-Several processes (SPEC.md): each process works on the tensors it holds — the local shard of a
+Several processes (docs/algorithm.md): each process works on the tensors it holds — the local shard of a
 ``DTensor`` parameter (FSDP2), or the whole tensor of a replicated one (DDP) — and its three partial
 sums are all-reduced. A tensor held by ``R`` processes (``R`` = world size for plain tensors, the
 product of the mesh sizes along ``Replicate`` placements for a ``DTensor``) enters the sums with weight
@@ -16,6 +16,7 @@ product of the mesh sizes along ``Replicate`` placements for a ``DTensor``) ente
 
 from __future__ import annotations
 
+import enum
 import math
 import warnings
 from collections.abc import Callable, Iterable, Sequence
@@ -31,12 +32,12 @@ COSINE_EPSILON = 1e-30
 _REDUCTION_CHUNK = 1 << 20
 
 
-def trainable_parameters(model_or_params: nn.Module | Iterable[Any]) -> list[Tensor]:
-    """The distinct floating-point tensors with ``requires_grad=True``.
+def candidate_parameters(model_or_params: nn.Module | Iterable[Any]) -> list[Tensor]:
+    """The distinct floating-point tensors of a module, of tensors or of optimizer-style parameter
+    groups (dicts with a ``"params"`` key), frozen ones included: those AutoDrop may watch.
 
-    Accepts a module, an iterable of tensors, or optimizer-style parameter groups
-    (dicts with a ``"params"`` key). Frozen tensors (PEFT/LoRA base weights) are left out.
-    FSDP1 modules are refused: their flat parameters do not say which elements each process holds.
+    FSDP1 modules are refused (their flat parameters do not say which elements each process holds),
+    and so are tensors on the ``meta`` device (they hold no values: materialise the model first).
     """
     if isinstance(model_or_params, nn.Module):
         from torch.distributed.fsdp import FullyShardedDataParallel
@@ -58,14 +59,26 @@ def trainable_parameters(model_or_params: nn.Module | Iterable[Any]) -> list[Ten
     for tensor in candidates:
         if not isinstance(tensor, Tensor):
             raise TypeError(f"AutoDrop expects a model, tensors or parameter groups, got {type(tensor).__name__}.")
-        if tensor.requires_grad and tensor.is_floating_point():
+        if tensor.is_floating_point():
+            if tensor.is_meta:
+                raise ValueError(
+                    "AutoDrop cannot watch parameters on the meta device (they hold no values): create "
+                    "AutoDrop after the model is materialised (to_empty(), load_state_dict, or from_pretrained)."
+                )
             found.setdefault(id(tensor), tensor)
+    return list(found.values())
+
+
+def trainable_parameters(model_or_params: nn.Module | Iterable[Any]) -> list[Tensor]:
+    """The candidate tensors (:func:`candidate_parameters`) with ``requires_grad=True``; frozen tensors
+    (PEFT/LoRA base weights) are left out."""
+    found = [tensor for tensor in candidate_parameters(model_or_params) if tensor.requires_grad]
     if not found:
         raise ValueError(
             "AutoDrop found no trainable parameters (floating point, requires_grad=True): "
             "pass the model, or the parameters the optimizer updates."
         )
-    return list(found.values())
+    return found
 
 
 def angle_degrees(dot: float, norm_sq_a: float, norm_sq_b: float) -> float:
@@ -139,6 +152,17 @@ class _DeviceBuffers:
         return sums / self.replication
 
 
+class WindowPhase(enum.Enum):
+    """Where a :class:`WindowedAngularVelocity` stands; each window end moves it one phase on, up to
+    ``MEASURING``. A skipped window (no movement, or non-finite values) leaves it where it is, except
+    that a bad snapshot sends ``SNAPSHOT`` back to ``EMPTY``."""
+
+    EMPTY = "empty"  # nothing observed: the next step's parameters become the reference snapshot
+    SNAPSHOT = "snapshot"  # the reference is a snapshot; the first window accumulates against it
+    FIRST_MEAN = "first_mean"  # the reference is a window mean; no displacement yet
+    MEASURING = "measuring"  # the previous displacement exists: every window end gives an angle
+
+
 class WindowedAngularVelocity:
     """Measures the batch angular velocity of a set of parameters, one window at a time.
 
@@ -165,6 +189,7 @@ class WindowedAngularVelocity:
         if window_size < 1:
             raise ValueError(f"window_size must be >= 1, got {window_size}.")
         self.window_size = window_size
+        self.params = list(params)
         self.reduce_sums = reduce_sums
         self.world_size = world_size
         groups: dict[tuple[torch.device, int], list[Tensor]] = {}
@@ -174,9 +199,7 @@ class WindowedAngularVelocity:
         self.buffers = [_DeviceBuffers(group, *key) for key, group in groups.items()]
         self._sum_device = self.buffers[0].reference.device
         self.steps_in_window = 0
-        self._has_reference = False  # reference holds a snapshot or a window mean
-        self._reference_is_mean = False
-        self._has_displacement = False
+        self.phase = WindowPhase.EMPTY
         self._warned_skip = False
 
     @property
@@ -193,11 +216,12 @@ class WindowedAngularVelocity:
     def observe(self) -> float | None:
         """Add the current parameters to the window; at a window end, return the new angle."""
         for b in self.buffers:
-            if not self._has_reference:
+            if self.phase is WindowPhase.EMPTY:
                 torch._foreach_copy_(b.reference_views, b.params)
             torch._foreach_add_(b.window_sum_views, b.params)
             torch._foreach_sub_(b.window_sum_views, b.reference_views)
-        self._has_reference = True
+        if self.phase is WindowPhase.EMPTY:
+            self.phase = WindowPhase.SNAPSHOT
         self.steps_in_window += 1
         if self.steps_in_window < self.window_size:
             return None
@@ -212,7 +236,7 @@ class WindowedAngularVelocity:
         if self.reduce_sums is not None:
             sums = self.reduce_sums(sums)
         dot, norm_sq, previous_norm_sq = sums.tolist()  # the one host sync per window
-        if not self._reference_is_mean:
+        if self.phase is WindowPhase.SNAPSHOT:
             # First window: the reference is a snapshot and only the window mean matters; it may
             # equal the snapshot (a window of one step), but it must be finite.
             if not math.isfinite(norm_sq):
@@ -221,20 +245,19 @@ class WindowedAngularVelocity:
             for b in self.buffers:
                 b.reference.add_(b.window_sum, alpha=1 / self.window_size)
                 b.window_sum.zero_()
-            self._reference_is_mean = True
+            self.phase = WindowPhase.FIRST_MEAN
             return None
-        usable = math.isfinite(norm_sq) and norm_sq > 0.0
-        if self._has_displacement:
-            usable = usable and math.isfinite(dot)
+        measuring = self.phase is WindowPhase.MEASURING
+        usable = math.isfinite(norm_sq) and norm_sq > 0.0 and (math.isfinite(dot) or not measuring)
         if not usable:
             self._skip_window(norm_sq)
             return None
-        angle = angle_degrees(dot, norm_sq, previous_norm_sq) if self._has_displacement else None
+        angle = angle_degrees(dot, norm_sq, previous_norm_sq) if measuring else None
         for b in self.buffers:
             b.reference.add_(b.window_sum, alpha=1 / self.window_size)  # the reference is now y_i
             b.swap_window_sum_and_previous()  # s_i becomes the previous displacement
             b.window_sum.zero_()
-        self._has_displacement = True
+        self.phase = WindowPhase.MEASURING
         return angle
 
     def _skip_window(self, norm_sq: float) -> None:
@@ -249,17 +272,15 @@ class WindowedAngularVelocity:
             self._warned_skip = True
         for b in self.buffers:
             b.window_sum.zero_()
-        if not self._reference_is_mean:
-            self._has_reference = False  # the snapshot itself may be bad: take a new one
+        if self.phase is WindowPhase.SNAPSHOT:
+            self.phase = WindowPhase.EMPTY  # the snapshot itself may be bad: take a new one
 
     def state_dict(self) -> dict[str, Any]:
         """Flags and the window buffers (tensors, not copies), readable with ``weights_only``."""
         return {
             "window_size": self.window_size,
             "steps_in_window": self.steps_in_window,
-            "has_reference": self._has_reference,
-            "reference_is_mean": self._reference_is_mean,
-            "has_displacement": self._has_displacement,
+            "phase": self.phase.value,
             "warned_skip": self._warned_skip,
             "reference": [b.reference for b in self.buffers],
             "window_sum": [b.window_sum for b in self.buffers],
@@ -268,26 +289,31 @@ class WindowedAngularVelocity:
 
     @torch.no_grad()
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`; raises ``ValueError`` (and changes nothing) when the state does not
+        fit this window size and these parameters."""
         if state["window_size"] != self.window_size:
             raise ValueError(
                 f"AutoDrop state has window_size={state['window_size']}, this run uses "
                 f"{self.window_size}: resume with the same window_size."
             )
         sizes = [b.numel for b in self.buffers]
-        saved = [t.numel() for t in state["reference"]]
-        if saved != sizes:
-            raise ValueError(
-                f"AutoDrop state holds buffers of sizes {saved}, this model's trainable parameters "
-                f"need {sizes}: the checkpoint is from a different model or sharding."
-            )
+        for name in ("reference", "window_sum", "previous"):
+            saved = [t.numel() for t in state[name]]
+            if saved != sizes:
+                raise ValueError(
+                    f"AutoDrop state holds {name} buffers of sizes {saved}, this model's trainable parameters "
+                    f"need {sizes}: the checkpoint is from a different model or sharding."
+                )
+        steps_in_window = int(state["steps_in_window"])
+        if not 0 <= steps_in_window < self.window_size:
+            raise ValueError(f"AutoDrop state has steps_in_window={steps_in_window}, outside [0, {self.window_size}).")
+        phase = WindowPhase(state["phase"])
         for b, reference, window_sum, previous in zip(
             self.buffers, state["reference"], state["window_sum"], state["previous"], strict=True
         ):
             b.reference.copy_(reference)
             b.window_sum.copy_(window_sum)
             b.previous.copy_(previous)
-        self.steps_in_window = int(state["steps_in_window"])
-        self._has_reference = bool(state["has_reference"])
-        self._reference_is_mean = bool(state["reference_is_mean"])
-        self._has_displacement = bool(state["has_displacement"])
+        self.steps_in_window = steps_in_window
+        self.phase = phase
         self._warned_skip = bool(state["warned_skip"])

@@ -1,19 +1,33 @@
-"""AutoDrop (Algorithm 1): drop the learning rate whenever the angular velocity saturates.
+"""AutoDrop: drop the learning rate whenever the angular velocity saturates.
 
-This is the one place the algorithm lives; the Trainer callback and the loop API drive it.
+This is the one place the algorithm is driven from; the Trainer callback and the loop API call it.
+The readable float64 twin of the whole decision rule is :mod:`autodrop_hf.core.reference`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Any
+import logging
+import math
+import numbers
+import warnings
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any, Literal
 
+import torch
 from torch import nn
 
-from .angular_velocity import WindowedAngularVelocity, trainable_parameters
-from .config import AutoDropConfig
-from .saturation import SaturationDetector
-from .scheduler import apply_lr_scale, lr_scale_of, unwrap_scheduler
+from .angular_velocity import WindowedAngularVelocity, candidate_parameters, trainable_parameters
+from .config import UNKNOWN_HORIZON_DROP_FACTOR, AutoDropConfig
+from .history import append_record
+from .noise_floor import MomentumFilter, momentum_filter, noise_floor
+from .saturation import NoiseFloorTest, SaturationResult, SmoothedChangeTest
+from .scheduler import apply_lr_scales, lr_scales_of, unwrap_scheduler
+
+logger = logging.getLogger("autodrop_hf")
+
+#: The decision records of :attr:`AutoDrop.decisions`: ``(step, statistic, saturated)``.
+Decision = tuple[int, float, bool]
 
 
 class AutoDrop:
@@ -23,28 +37,40 @@ class AutoDrop:
 
         optimizer.step(); scheduler.step(); autodrop.step()
 
-    Optimizer steps ``1 … num_warmup_steps`` are not observed; then every ``window_size`` steps
-    the window-averaged parameters give a displacement, two displacements an angle, and the
-    :class:`~autodrop_hf.saturation.SaturationDetector` decides. At a drop ``scale`` becomes
-    ``max(min_lr / base_lr, drop_factor · scale)`` and the scheduler produces ``scale`` times its
-    learning rate from the very next optimizer step.
+    Optimizer steps ``1 … num_warmup_steps`` are not observed; then every ``window_size`` steps the
+    window-averaged parameters give a displacement, two displacements an angle (degrees), and the
+    saturation test (:class:`~autodrop_hf.core.saturation.NoiseFloorTest` by default) decides. A drop
+    lowers :attr:`scale` (see ``AutoDropConfig.drop_factor``); each parameter group's learning rate is
+    then its schedule's value times ``max(scale, min_lr / peak_lr)``, from the very next optimizer step.
 
     Args:
         model_or_params: a module, tensors, or optimizer parameter groups; only tensors with
-            ``requires_grad=True`` count.
-        config: hyper-parameters; defaults to the paper's.
+            ``requires_grad=True`` count, and tensors that become trainable later are watched from the
+            next window.
+        config: hyper-parameters; defaults to the library's rule (``AutoDropConfig.paper()`` is the paper's).
         scheduler: the scheduler the drops act on: an :class:`~autodrop_hf.AutoDropLR`, any
             PyTorch/Hugging Face scheduler, or ``None`` to only keep :attr:`scale` and the records.
-        accelerator: an ``accelerate.Accelerator`` (or ``PartialState``); with several processes
-            the three partial sums of each window are all-reduced, so every process takes the same
-            decisions.
-        num_training_steps: planned optimizer steps ``T``, used by ``window_size="auto"``.
+        num_training_steps: planned optimizer steps ``T``, for ``window_size="auto"`` and
+            ``drop_factor="auto"``; ``None`` when unknown (window 64, drops of 0.95).
         num_warmup_steps: optimizer steps not observed. By default the scheduler's warm-up: with an
             :class:`~autodrop_hf.AutoDropLR`, observation starts once its ``last_epoch`` passes its
             ``num_warmup_steps`` — right also when Accelerate steps a prepared scheduler once per
             process per optimizer step; else 0.
-        base_lr: the peak learning rate ``min_lr`` is relative to; defaults to the largest
-            ``initial_lr`` of the scheduler's optimizer. Needed only when ``min_lr > 0``.
+        base_lr: the peak learning rate of each group (a number, or one per group) that ``min_lr`` is
+            compared with; defaults to the groups' ``initial_lr``. Needed only for ``min_lr > 0``
+            without a scheduler.
+        momentum: the optimizer's momentum, for the noise floor of the angle: a number β (heavy-ball
+            momentum, as Adam's β1) or a :class:`~autodrop_hf.core.noise_floor.MomentumFilter`. By
+            default read from the scheduler's optimizer
+            (:func:`~autodrop_hf.core.noise_floor.momentum_filter`).
+        process_group: with several processes, the group whose members share the model (each window's
+            three partial sums are all-reduced in it, so every process takes the same decisions; all of
+            them must call :meth:`step`). By default the default group when ``torch.distributed`` is
+            initialised with several processes; ``"local"``: this process alone, no communication.
+        accelerator: accepted for Accelerate users: an ``Accelerator`` (or ``PartialState``) with one
+            process means a single-process run; with several, the default group is used.
+        history_file: append one JSON line per window to this file (:mod:`autodrop_hf.core.history`),
+            from the first process only; ``autodrop-hf plot`` draws it.
     """
 
     def __init__(
@@ -53,76 +79,160 @@ class AutoDrop:
         config: AutoDropConfig | None = None,
         scheduler: Any = None,
         *,
-        accelerator: Any = None,
         num_training_steps: int | None = None,
         num_warmup_steps: int | None = None,
-        base_lr: float | None = None,
+        base_lr: float | Sequence[float] | None = None,
+        momentum: float | MomentumFilter | None = None,
+        process_group: Any | Literal["local"] = None,
+        accelerator: Any = None,
+        history_file: str | Path | None = None,
     ) -> None:
         self.config = config if config is not None else AutoDropConfig()
         if not isinstance(self.config, AutoDropConfig):
             raise TypeError(f"config must be an AutoDropConfig, got {type(self.config).__name__}.")
+        if scheduler is not None and not hasattr(unwrap_scheduler(scheduler), "optimizer"):
+            raise TypeError(
+                f"scheduler must be a learning-rate scheduler (with an .optimizer), got {type(scheduler).__name__}: "
+                "pass an AutoDropLR, a torch.optim.lr_scheduler scheduler, or None."
+            )
         self.scheduler = scheduler
-        if num_warmup_steps is not None and (
-            isinstance(num_warmup_steps, bool) or not isinstance(num_warmup_steps, int) or num_warmup_steps < 0
-        ):
-            raise ValueError(f"num_warmup_steps must be an integer >= 0, got {num_warmup_steps!r}.")
-        self.num_warmup_steps = num_warmup_steps
-        self.window_size = self.config.resolve_window_size(num_training_steps)
-        self.min_scale = self._min_scale(base_lr)
-        world_size = 1 if accelerator is None else accelerator.num_processes
-        reduce_sums = None
-        if world_size > 1:
-            from accelerate.utils import reduce
-
-            def reduce_sums(sums):
-                return reduce(sums, reduction="sum")
-
-        self.angular_velocity = WindowedAngularVelocity(
-            trainable_parameters(model_or_params), self.window_size, reduce_sums, world_size
-        )
-        self.detector = SaturationDetector(self.config.buffer_size, self.config.threshold)
-        self.scale = lr_scale_of(scheduler)  # 1.0, or the drops a restored scheduler carries
+        self.num_training_steps = _optional_count("num_training_steps", num_training_steps, minimum=1)
+        self.num_warmup_steps = _optional_count("num_warmup_steps", num_warmup_steps, minimum=0)
+        self.window_size = self.config.resolve_window_size(self.num_training_steps)
+        self.momentum = self._momentum(momentum)
+        self.noise_floor = None if self.momentum is None else noise_floor(self.window_size, self.momentum)
+        self.floors = self._floors(base_lr)
+        self.process_group, world_size = _process_group(process_group, accelerator)
+        self._candidates = candidate_parameters(model_or_params)
+        self.angular_velocity = self._watch(trainable_parameters(self._candidates), world_size)
+        self.test = self._new_test()
+        scales = lr_scales_of(scheduler)  # 1.0, or the drops a restored scheduler carries
+        self.scale = 1.0 if scales is None else min(scales)
+        self.history_file = None if history_file is None else Path(history_file)
         self.num_steps = 0
         self.angles: list[tuple[int, float]] = []
         self.smoothed: list[tuple[int, float]] = []
+        self.decisions: list[Decision] = []
         self.drops: list[int] = []
+        self.last_record: dict[str, Any] | None = None
+        self._said_no_signal = False
 
-    def _min_scale(self, base_lr: float | None) -> float:
-        if self.config.min_lr == 0:
-            return 0.0
-        if base_lr is None and self.scheduler is not None:
-            groups = unwrap_scheduler(self.scheduler).optimizer.param_groups
-            base_lr = max(float(g.get("initial_lr", g["lr"])) for g in groups)
-        if base_lr is None or not base_lr > 0:
+    # ----------------------------------------------------------------------------------- set-up
+    def _momentum(self, momentum: float | MomentumFilter | None) -> MomentumFilter | None:
+        if isinstance(momentum, MomentumFilter):
+            return momentum
+        if momentum is not None:
+            return MomentumFilter.heavy_ball(_number("momentum", momentum), "momentum=")
+        optimizer = getattr(unwrap_scheduler(self.scheduler), "optimizer", None)
+        if optimizer is not None:
+            return momentum_filter(optimizer)
+        if self.config.saturation_test == "noise_floor":
             raise ValueError(
-                f"min_lr={self.config.min_lr} needs the peak learning rate: pass scheduler= or "
-                f"base_lr= (a positive number), got base_lr={base_lr!r}."
+                "the noise-floor test needs the optimizer's momentum: pass scheduler= (its optimizer tells) or "
+                "momentum= (Adam's β1, SGD's momentum, 0 for plain SGD)."
             )
-        return min(1.0, self.config.min_lr / base_lr)
+        return None
 
+    def _optimizer_groups(self) -> list[dict[str, Any]] | None:
+        optimizer = getattr(unwrap_scheduler(self.scheduler), "optimizer", None)
+        return None if optimizer is None else optimizer.param_groups
+
+    def _floors(self, base_lr: float | Sequence[float] | None) -> list[float]:
+        """``min_lr / peak_lr`` of each parameter group (capped at 1)."""
+        groups = self._optimizer_groups()
+        if base_lr is None:
+            peaks = None if groups is None else [float(g.get("initial_lr", g["lr"])) for g in groups]
+        elif isinstance(base_lr, numbers.Real) or not isinstance(base_lr, Sequence):
+            peaks = [_number("base_lr", base_lr)] * (1 if groups is None else len(groups))
+        else:
+            peaks = [_number("base_lr", value) for value in base_lr]
+        count = len(peaks) if peaks is not None else 1
+        min_lrs = self.config.min_lrs(count) if isinstance(self.config.min_lr, tuple) else [self.config.min_lr] * count
+        if not any(min_lrs):
+            return [0.0] * count
+        if peaks is None or not all(peak > 0 for peak in peaks):
+            raise ValueError(
+                f"min_lr={self.config.min_lr} needs the peak learning rate: pass scheduler= or base_lr= "
+                f"(positive numbers), got base_lr={base_lr!r}."
+            )
+        if len(peaks) != len(min_lrs):
+            raise ValueError(f"base_lr has {len(peaks)} values, min_lr {len(min_lrs)}: give one per parameter group.")
+        return [min(1.0, floor / peak) for floor, peak in zip(min_lrs, peaks, strict=True)]
+
+    def _watch(self, params: list[torch.Tensor], world_size: int) -> WindowedAngularVelocity:
+        reduce_sums = None
+        if world_size > 1:
+            group = self.process_group
+
+            def reduce_sums(sums: torch.Tensor) -> torch.Tensor:
+                torch.distributed.all_reduce(sums, group=group)
+                return sums
+
+        self._watched_ids = {id(p) for p in params}
+        return WindowedAngularVelocity(params, self.window_size, reduce_sums, world_size)
+
+    def _new_test(self) -> NoiseFloorTest | SmoothedChangeTest:
+        if self.config.saturation_test == "smoothed_change":
+            return SmoothedChangeTest(self.config.buffer_size, self.config.threshold)
+        return NoiseFloorTest(self.config.buffer_size, self.noise_floor, self.config.drift_z)
+
+    # ------------------------------------------------------------------------------- the loop
     def step(self) -> bool:
-        """Observe the parameters after one optimizer step; return whether the LR was dropped."""
+        """Observe the parameters after one optimizer step; return whether the LR was dropped.
+
+        At a window end, :attr:`last_record` holds the window's record (the history file's format).
+        """
         self.num_steps += 1
-        if not self._observing():
-            return False
+        self.last_record = None
+        if not self._observing() or max(self.lr_scales) == 0.0:
+            return False  # warm-up, or the learning rate is 0 for good: nothing moves, nothing to decide
         angle = self.angular_velocity.observe()
-        if angle is None:
+        if self.angular_velocity.steps_in_window != 0:
             return False
-        self.angles.append((self.num_steps, angle))
-        smoothed, saturated = self.detector.update(angle)
-        if smoothed is not None:
-            self.smoothed.append((self.num_steps, smoothed))
-        if not saturated:
+        result = SaturationResult()
+        if angle is not None:
+            self.angles.append((self.num_steps, angle))
+            result = self.test.update(angle)
+            if result.smoothed is not None:
+                self.smoothed.append((self.num_steps, result.smoothed))
+        dropped = False
+        if result.decided:
+            self.decisions.append((self.num_steps, result.statistic, result.saturated))
+            self._say_if_no_signal(result)
+            if result.saturated:
+                self.test.reset()
+                dropped = self._drop()
+        self._watch_new_parameters()
+        self.last_record = self._record(angle, result, dropped)
+        if self.history_file is not None and self._is_first_process():
+            append_record(self.history_file, self.last_record)
+        return dropped
+
+    def _drop(self) -> bool:
+        """Lower the scale; whether some group's learning rate changed."""
+        factor = self.config.drop_factor
+        if factor == "auto":
+            factor = self._linear_factor() if self.num_training_steps else UNKNOWN_HORIZON_DROP_FACTOR
+        old = self.lr_scales
+        self.scale *= factor
+        new = self.lr_scales
+        if new == old:
             return False
-        self.detector.reset()
-        self._set_scale(max(self.min_scale, self.config.drop_factor * self.scale))
+        if self.scheduler is not None:
+            apply_lr_scales(self.scheduler, old, new)
         self.drops.append(self.num_steps)
         return True
 
-    def _set_scale(self, scale: float) -> None:
-        if self.scheduler is not None and scale != self.scale:
-            apply_lr_scale(self.scheduler, self.scale, scale)
-        self.scale = scale
+    def _linear_factor(self) -> float:
+        """The step of a linear decay to 0 at step ``T`` over one decision interval, from here."""
+        remaining = self.num_training_steps - self.num_steps
+        interval = self.config.buffer_size * self.window_size
+        return max(0.0, 1 - interval / remaining) if remaining > 0 else 0.0
+
+    @property
+    def lr_scales(self) -> list[float]:
+        """The factor each parameter group's learning rate is multiplied by: ``max(scale, floor)``."""
+        return [max(self.scale, floor) for floor in self.floors]
 
     def _observing(self) -> bool:
         """Whether warm-up is over: after ``num_warmup_steps`` optimizer steps, or, by default, once
@@ -136,8 +246,77 @@ class AutoDrop:
     @property
     def window_ended(self) -> bool:
         """Whether the last :meth:`step` closed a window (observation has started)."""
-        return self._observing() and self.angular_velocity.steps_in_window == 0
+        return self.last_record is not None
 
+    def _say_if_no_signal(self, result: SaturationResult) -> None:
+        if self._said_no_signal or not isinstance(self.test, NoiseFloorTest):
+            return
+        if abs(result.statistic) < self.config.drift_z:
+            logger.warning(
+                "AutoDrop: at window_size=%d the angle has stayed within noise of its floor ψ = %.2f° (momentum "
+                "%.3g) for %d windows: it carries no sign of progress, training is noise-dominated here, and "
+                "the learning rate drops at each decision (said once).",
+                self.window_size,
+                self.noise_floor,
+                self.momentum.beta,
+                self.config.buffer_size,
+            )
+            self._said_no_signal = True
+
+    def _watch_new_parameters(self) -> None:
+        """Watch tensors that became trainable (gradual unfreezing) from the next window on."""
+        trainable = [p for p in self._candidates if p.requires_grad]
+        if {id(p) for p in trainable} == self._watched_ids or not trainable:
+            return
+        added = sum(id(p) not in self._watched_ids for p in trainable)
+        removed = len(self._watched_ids) - (len(trainable) - added)
+        logger.info(
+            "AutoDrop: %d tensors became trainable and %d frozen at step %d; watching %d tensors from the next "
+            "window (angles need three new windows; the test starts a new buffer).",
+            added,
+            removed,
+            self.num_steps,
+            len(trainable),
+        )
+        self.angular_velocity = self._watch(trainable, self.angular_velocity.world_size)
+        self.test.reset()
+
+    def _is_first_process(self) -> bool:
+        if self.angular_velocity.world_size == 1:
+            return True
+        return torch.distributed.get_rank(self.process_group) == 0
+
+    def _record(self, angle: float | None, result: SaturationResult, dropped: bool) -> dict[str, Any]:
+        groups = self._optimizer_groups()
+        return {
+            "step": self.num_steps,
+            "angle": angle,
+            "noise_floor": self.noise_floor,
+            "statistic": _finite_or_none(result.statistic),
+            "smoothed": result.smoothed,
+            "lr": None if groups is None else groups[0]["lr"],
+            "lr_scale": self.scale,
+            "dropped": dropped,
+        }
+
+    def log_dict(self) -> dict[str, float]:
+        """The ``autodrop/*`` values for a logger (``accelerator.log``, TensorBoard): the last angle, its
+        noise floor, the last decision's statistic, the last smoothed angle (paper's test), the scale and
+        the number of drops. Keys without a value yet are left out (logs stay strict JSON)."""
+        values: dict[str, float] = {}
+        if self.angles:
+            values["autodrop/angular_velocity"] = self.angles[-1][1]
+        if self.noise_floor is not None:
+            values["autodrop/noise_floor"] = self.noise_floor
+        if self.decisions and math.isfinite(self.decisions[-1][1]):
+            values["autodrop/statistic"] = self.decisions[-1][1]
+        if self.smoothed:
+            values["autodrop/smoothed"] = self.smoothed[-1][1]
+        values["autodrop/lr_scale"] = self.scale
+        values["autodrop/num_drops"] = len(self.drops)
+        return values
+
+    # ------------------------------------------------------------------------------- state
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to resume mid-window: plain Python values and the window buffers."""
         return {
@@ -145,32 +324,138 @@ class AutoDrop:
             "num_steps": self.num_steps,
             "num_warmup_steps": self.num_warmup_steps,
             "scale": self.scale,
-            "min_scale": self.min_scale,
+            "parameters": [list(p.shape) for p in self.angular_velocity.params],
             "angles": [list(record) for record in self.angles],
             "smoothed": [list(record) for record in self.smoothed],
+            "decisions": [list(record) for record in self.decisions],
             "drops": list(self.drops),
-            "detector": self.detector.state_dict(),
+            "test": self.test.state_dict(),
             "angular_velocity": self.angular_velocity.state_dict(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore :meth:`state_dict`. The scheduler's own state must be restored too
-        (PyTorch convention); an :class:`~autodrop_hf.AutoDropLR` is re-synchronised here."""
-        self.angular_velocity.load_state_dict(state["angular_velocity"])
-        self.detector.load_state_dict(state["detector"])
-        self.num_steps = int(state["num_steps"])
-        self.num_warmup_steps = state["num_warmup_steps"]
-        self.min_scale = float(state["min_scale"])
-        self.angles = [(int(s), float(a)) for s, a in state["angles"]]
-        self.smoothed = [(int(s), float(c)) for s, c in state["smoothed"]]
-        self.drops = [int(s) for s in state["drops"]]
-        self.scale = float(state["scale"])
-        if hasattr(unwrap_scheduler(self.scheduler), "set_lr_scale"):
-            unwrap_scheduler(self.scheduler).set_lr_scale(self.scale)
+        """Restore :meth:`state_dict`.
+
+        The current configuration wins where that is well defined (``min_lr``, ``drop_factor``,
+        ``threshold``, ``drift_z``). A change that cannot carry over — another saturation test, window
+        size or buffer size, or other watched parameters — gives one warning and a fresh detector that
+        keeps the learning-rate scale. A state with invalid values raises ``ValueError`` naming the field,
+        and a failed load changes nothing. The scheduler's own state must be restored too (PyTorch
+        convention); an :class:`~autodrop_hf.AutoDropLR` is re-synchronised here.
+        """
+        values = _validated_state(state)
+        saved = values["config"]
+        changed = [
+            f"{name} {saved.get(name)!r} -> {getattr(self.config, name)!r}"
+            for name in ("saturation_test", "window_size", "buffer_size")
+            if saved.get(name) != getattr(self.config, name)
+        ]
+        if state["angular_velocity"]["window_size"] != self.window_size:
+            changed.append(f"resolved window_size {state['angular_velocity']['window_size']} -> {self.window_size}")
+        if state["parameters"] != [list(p.shape) for p in self.angular_velocity.params]:
+            changed.append("the watched parameters (another model, or other trainable tensors)")
+        if changed:
+            warnings.warn(
+                f"AutoDrop state from a run with other settings ({'; '.join(changed)}): resuming with a fresh "
+                f"detector and the saved learning-rate scale {values['scale']:.6g}.",
+                UserWarning,
+                stacklevel=2,
+            )
+            self.num_steps = values["num_steps"]
+            self._set_scale(values["scale"])
+            return
+        test = self._new_test()
+        test.load_state_dict(state["test"])
+        self.angular_velocity.load_state_dict(state["angular_velocity"])  # validates before it copies
+        self.test = test
+        self.num_steps = values["num_steps"]
+        self.num_warmup_steps = values["num_warmup_steps"]
+        self.angles, self.smoothed = values["angles"], values["smoothed"]
+        self.decisions, self.drops = values["decisions"], values["drops"]
+        self._set_scale(values["scale"])
+
+    def _set_scale(self, scale: float) -> None:
+        self.scale = scale
+        scheduler = unwrap_scheduler(self.scheduler)
+        if hasattr(scheduler, "set_lr_scale"):
+            scheduler.set_lr_scale(self.lr_scales)
 
     def __repr__(self) -> str:
         return (
-            f"AutoDrop(window_size={self.window_size}, drop_factor={self.config.drop_factor}, "
-            f"buffer_size={self.config.buffer_size}, threshold={self.config.threshold}, "
-            f"min_lr={self.config.min_lr}, scale={self.scale:.6g}, drops={len(self.drops)})"
+            f"AutoDrop(saturation_test={self.config.saturation_test!r}, window_size={self.window_size}, "
+            f"noise_floor={self.noise_floor if self.noise_floor is None else round(self.noise_floor, 3)}, "
+            f"drop_factor={self.config.drop_factor!r}, buffer_size={self.config.buffer_size}, "
+            f"scale={self.scale:.6g}, drops={len(self.drops)})"
         )
+
+
+def _number(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value!r}.")
+    return float(value)
+
+
+def _optional_count(name: str, value: Any, minimum: int) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise ValueError(f"{name} must be None or an integer >= {minimum}, got {value!r}.")
+    return int(value)
+
+
+def _finite_or_none(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) else None
+
+
+def _process_group(process_group: Any, accelerator: Any) -> tuple[Any, int]:
+    """The group to all-reduce in, and its size (1: a single process)."""
+    if process_group == "local" or (accelerator is not None and getattr(accelerator, "num_processes", 1) == 1):
+        return None, 1
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        if process_group is not None or accelerator is not None:
+            raise ValueError("AutoDrop was given a process group, but torch.distributed is not initialised.")
+        return None, 1
+    return process_group, torch.distributed.get_world_size(process_group)
+
+
+def _validated_state(state: dict[str, Any]) -> dict[str, Any]:
+    """The plain values of an :meth:`AutoDrop.state_dict`, checked; ``ValueError`` names a bad field."""
+
+    def field(name: str, check, message: str) -> Any:
+        if name not in state:
+            raise ValueError(f"AutoDrop state has no {name!r}: it is not an AutoDrop.state_dict().")
+        try:
+            value = check(state[name])
+        except (TypeError, ValueError):
+            value = None
+        if value is None:
+            raise ValueError(f"AutoDrop state field {name!r} is invalid ({state[name]!r}): {message}.")
+        return value
+
+    def count(value: Any) -> int | None:
+        return int(value) if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+    def scale(value: Any) -> float | None:
+        value = float(value)
+        return value if math.isfinite(value) and 0 <= value <= 1 else None
+
+    def records(value: Any) -> list[tuple[int, float]] | None:
+        return [(int(s), float(a)) for s, a in value]
+
+    def decisions(value: Any) -> list[Decision] | None:
+        return [(int(s), float(z), bool(d)) for s, z, d in value]
+
+    values = {
+        "config": field("config", lambda v: v if isinstance(v, dict) else None, "a dict of hyper-parameters"),
+        "num_steps": field("num_steps", count, "an integer >= 0"),
+        "scale": field("scale", scale, "a number in [0, 1]"),
+        "angles": field("angles", records, "a list of (step, degrees)"),
+        "smoothed": field("smoothed", records, "a list of (step, degrees)"),
+        "decisions": field("decisions", decisions, "a list of (step, statistic, saturated)"),
+        "drops": field("drops", lambda v: [int(s) for s in v], "a list of steps"),
+    }
+    warmup = state.get("num_warmup_steps")
+    values["num_warmup_steps"] = None if warmup is None else field("num_warmup_steps", count, "an integer >= 0")
+    for name in ("parameters", "test", "angular_velocity"):
+        field(name, lambda v: v if v is not None else None, "present")
+    return values

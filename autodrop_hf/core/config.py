@@ -1,66 +1,133 @@
-"""AutoDrop hyper-parameters: one validated dataclass, the single source of truth."""
+"""AutoDrop hyper-parameters: one validated dataclass, the single source of truth, and its presets."""
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, fields
+import numbers
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, Literal
 
-#: Window size used when ``window_size="auto"`` but the planned number of steps is unknown.
+#: Window size used when ``window_size="auto"`` but the planned number of steps is unknown (the paper's CIFAR value).
 DEFAULT_WINDOW_SIZE = 64
 #: ``window_size="auto"`` aims at this many windows per run (the paper has 800-1,200).
 AUTO_WINDOWS_PER_RUN = 1000
+#: Factor of each drop with ``drop_factor="auto"`` when the planned number of steps is unknown (the paper's ρ).
+UNKNOWN_HORIZON_DROP_FACTOR = 0.95
+#: The saturation tests: the default compares the angle with its noise floor; the paper's watches the smoothed angle.
+SATURATION_TESTS = ("noise_floor", "smoothed_change")
 
 
 @dataclass(frozen=True)
 class AutoDropConfig:
-    """Hyper-parameters of AutoDrop (paper, Section 4.1; exact meaning in ``SPEC.md``).
+    """Hyper-parameters of AutoDrop. The defaults are the library's rule; :meth:`paper` is the paper's.
+
+    Every ``window_size`` optimizer steps the window-averaged parameters give a displacement; the angle
+    between consecutive displacements is the angular velocity (degrees). The saturation test reads the
+    angles; at saturation the learning rate drops.
 
     Args:
-        window_size: optimizer steps per window ``k``; the angular velocity is measured between
-            consecutive displacements of window-averaged parameters. ``"auto"`` picks
-            ``max(1, round(T / 1000))`` for a run of ``T`` planned optimizer steps (64 if unknown).
-        drop_factor: ``ρ``, the factor the learning rate is multiplied by at each drop, in (0, 1).
-        buffer_size: ``m``, number of angles the Gaussian filter smooths; at least 2. Two drops are
-            at least ``m + 1`` windows apart.
-        threshold: saturation threshold in degrees: a drop happens when two consecutive smoothed
-            angular velocities differ by less than this.
-        min_lr: absolute floor of the learning rate (after warm-up); drops stop there.
+        saturation_test: ``"noise_floor"`` (default): every ``buffer_size`` angles, compare their mean with
+            the noise floor ψ — the angle pure gradient noise gives at this window size and the optimizer's
+            momentum. Significantly below ψ (by more than ``drift_z`` standard errors): training still moves
+            in a consistent direction, hold the learning rate; otherwise the angle is saturated: drop.
+            ``"smoothed_change"``: the paper's Algorithm 1, a drop when two consecutive Gaussian-smoothed
+            angles differ by less than ``threshold`` degrees.
+        window_size: optimizer steps per window ``k``. ``"auto"``: ``max(1, round(T / 1000))`` for ``T``
+            planned optimizer steps, 64 if ``T`` is unknown.
+        drop_factor: what a drop does to the learning rate. A number ρ in (0, 1): multiply it by ρ.
+            ``"auto"`` (default): with a known number of training steps, each drop lowers it by the
+            fraction of the remaining steps that one decision interval (``buffer_size · window_size``
+            steps) takes, so that drops at every decision trace a linear decay to 0 at the last step;
+            held while the test sees progress. With an unknown number of steps, ρ = 0.95.
+        buffer_size: ``m``, the number of angles each decision reads (at least 2); with the paper's
+            test, the number the Gaussian filter smooths. Two drops are at least ``m`` windows apart
+            (``m + 1`` with the paper's test).
+        threshold: the paper's test only: degrees; a drop when two consecutive smoothed angles differ
+            by less.
+        drift_z: the noise-floor test only: how many standard errors below the noise floor the mean
+            angle must be for the test to see progress and hold the learning rate.
+        min_lr: floor of the learning rate, per parameter group (a number for all groups, or a list with
+            one per group), as in ``ReduceLROnPlateau``; drops stop there.
     """
 
+    saturation_test: Literal["noise_floor", "smoothed_change"] = field(
+        default="noise_floor",
+        metadata={
+            "help": "'noise_floor': drop unless the mean angle is significantly below the angle pure noise "
+            "gives (training still progressing); 'smoothed_change': the paper's test on the smoothed angle."
+        },
+    )
     window_size: int | Literal["auto"] = field(
         default="auto",
         metadata={
             "help": "Optimizer steps per AutoDrop window (an integer, or 'auto' = max(1, round(T / 1000)) "
-            "for T planned optimizer steps)."
+            "for T planned optimizer steps, 64 if unknown)."
         },
     )
-    drop_factor: float = field(
-        default=0.95, metadata={"help": "Factor (0 < ρ < 1) the learning rate is multiplied by at each drop."}
+    drop_factor: float | Literal["auto"] = field(
+        default="auto",
+        metadata={
+            "help": "Factor (0 < ρ < 1) the learning rate is multiplied by at each drop, or 'auto': drops "
+            "that follow a linear decay to min_lr at the last step (0.95 if the step count is unknown)."
+        },
     )
     buffer_size: int = field(
         default=10,
-        metadata={"help": "Angles smoothed by the Gaussian filter (m >= 2); drops are >= m + 1 windows apart."},
+        metadata={"help": "Angles per decision (m >= 2); the paper's test smooths this many."},
     )
     threshold: float = field(
         default=0.1,
-        metadata={"help": "Degrees: drop when two consecutive smoothed angular velocities differ by less."},
+        metadata={"help": "Paper's test: drop when two consecutive smoothed angles differ by less (degrees)."},
     )
-    min_lr: float = field(default=0.0, metadata={"help": "Floor of the learning rate; drops stop there."})
+    drift_z: float = field(
+        default=2.0,
+        metadata={"help": "Noise-floor test: standard errors below the noise floor that mean progress (hold)."},
+    )
+    min_lr: float | tuple[float, ...] = field(
+        default=0.0,
+        metadata={"help": "Floor of the learning rate (one value, or one per parameter group); drops stop there."},
+    )
 
     def __post_init__(self) -> None:
+        if self.saturation_test not in SATURATION_TESTS:
+            raise ValueError(f"saturation_test must be one of {SATURATION_TESTS}, got {self.saturation_test!r}.")
         window = self.window_size
-        if isinstance(window, str):
-            if window != "auto":
-                raise ValueError(f"window_size must be an integer >= 1 or 'auto', got {window!r}.")
-        elif isinstance(window, bool) or not isinstance(window, int) or window < 1:
-            raise ValueError(f"window_size must be an integer >= 1 or 'auto', got {window!r}.")
-        _check_number("drop_factor", self.drop_factor, "0 < drop_factor < 1", lambda v: 0 < v < 1)
-        buffer = self.buffer_size
-        if isinstance(buffer, bool) or not isinstance(buffer, int) or buffer < 2:
-            raise ValueError(f"buffer_size must be an integer >= 2, got {buffer!r}.")
-        _check_number("threshold", self.threshold, "threshold > 0 (degrees)", lambda v: v > 0)
-        _check_number("min_lr", self.min_lr, "min_lr >= 0", lambda v: v >= 0)
+        if window != "auto":
+            object.__setattr__(self, "window_size", _integer("window_size", window, 1, "an integer >= 1 or 'auto'"))
+        if self.drop_factor != "auto":
+            value = _real("drop_factor", self.drop_factor, "0 < drop_factor < 1 or 'auto'", lambda v: 0 < v < 1)
+            object.__setattr__(self, "drop_factor", value)
+        object.__setattr__(self, "buffer_size", _integer("buffer_size", self.buffer_size, 2, "an integer >= 2"))
+        threshold = _real("threshold", self.threshold, "threshold > 0 (degrees)", lambda v: v > 0)
+        object.__setattr__(self, "threshold", threshold)
+        drift_z = _real("drift_z", self.drift_z, "drift_z >= 0 (standard errors)", lambda v: v >= 0)
+        object.__setattr__(self, "drift_z", drift_z)
+        if isinstance(self.min_lr, list | tuple):
+            if not self.min_lr:
+                raise ValueError("min_lr must be a number >= 0 or a non-empty list of them, got [].")
+            floors = tuple(_real("min_lr", v, "min_lr >= 0", lambda v: v >= 0) for v in self.min_lr)
+            object.__setattr__(self, "min_lr", floors)
+        else:
+            object.__setattr__(self, "min_lr", _real("min_lr", self.min_lr, "min_lr >= 0", lambda v: v >= 0))
+
+    @classmethod
+    def paper(cls, **overrides: Any) -> AutoDropConfig:
+        """The paper's rule (Algorithm 1, Section 4.1): the smoothed-change test, ρ = 0.95, m = 10,
+        θ = 0.1°, ``window_size="auto"``. Keyword arguments override single values."""
+        return cls(**{"saturation_test": "smoothed_change", "drop_factor": 0.95, **overrides})
+
+    @classmethod
+    def preset(cls, name: str, **overrides: Any) -> AutoDropConfig:
+        """``"default"`` (the library's rule) or ``"paper"``, with ``overrides``."""
+        if name == "paper":
+            return cls.paper(**overrides)
+        if name == "default":
+            return cls(**overrides)
+        raise ValueError(f"unknown AutoDrop preset {name!r}: use 'default' or 'paper'.")
+
+    def replace(self, **changes: Any) -> AutoDropConfig:
+        """A copy with ``changes`` (validated)."""
+        return replace(self, **changes)
 
     def resolve_window_size(self, num_training_steps: int | None) -> int:
         """The window size in optimizer steps, resolving ``"auto"`` from the planned step count."""
@@ -69,6 +136,17 @@ class AutoDropConfig:
         if num_training_steps is None or num_training_steps <= 0:
             return DEFAULT_WINDOW_SIZE
         return max(1, round(num_training_steps / AUTO_WINDOWS_PER_RUN))
+
+    def min_lrs(self, num_groups: int) -> list[float]:
+        """The learning-rate floor of each of ``num_groups`` parameter groups."""
+        if isinstance(self.min_lr, tuple):
+            if len(self.min_lr) != num_groups:
+                raise ValueError(
+                    f"min_lr has {len(self.min_lr)} values, the optimizer has {num_groups} parameter groups: "
+                    "give one value per group, or a single number."
+                )
+            return list(self.min_lr)
+        return [self.min_lr] * num_groups
 
     @classmethod
     def field_names(cls) -> list[str]:
@@ -82,14 +160,38 @@ class AutoDropConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-Python copy, for logs and checkpoints."""
-        return asdict(self)
+        values = asdict(self)
+        if isinstance(values["min_lr"], tuple):
+            values["min_lr"] = list(values["min_lr"])
+        return values
 
 
-def _check_number(name: str, value: Any, allowed: str, is_allowed) -> None:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | float)
-        or not math.isfinite(value)
-        or not is_allowed(value)
-    ):
-        raise ValueError(f"{name} must satisfy {allowed}, got {value!r}.")
+def _plain_number(value: Any) -> Any:
+    """A NumPy scalar or a 0-d tensor as a Python number; anything else unchanged."""
+    if isinstance(value, bool) or isinstance(value, int | float):
+        return value
+    if isinstance(value, numbers.Number) or (hasattr(value, "item") and getattr(value, "ndim", None) == 0):
+        return value.item() if hasattr(value, "item") else value
+    return value
+
+
+def _describe(value: Any) -> str:
+    return f"{value!r}" if isinstance(value, int | float | str) else f"{value!r} ({type(value).__name__})"
+
+
+def _real(name: str, value: Any, allowed: str, is_allowed) -> float:
+    number = _plain_number(value)
+    if isinstance(number, bool) or not isinstance(number, int | float):
+        raise ValueError(f"{name} must be a number with {allowed}, got {_describe(value)}.")
+    if not math.isfinite(number) or not is_allowed(number):
+        raise ValueError(f"{name} must satisfy {allowed}, got {_describe(value)}.")
+    return float(number)
+
+
+def _integer(name: str, value: Any, minimum: int, allowed: str) -> int:
+    number = _plain_number(value)
+    if isinstance(number, float) and number.is_integer() and not isinstance(value, float):
+        number = int(number)
+    if isinstance(number, bool) or not isinstance(number, int) or number < minimum:
+        raise ValueError(f"{name} must be {allowed}, got {_describe(value)}.")
+    return number

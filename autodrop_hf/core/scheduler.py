@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from torch.optim import Optimizer
@@ -9,12 +10,12 @@ from torch.optim.lr_scheduler import LRScheduler
 
 
 class AutoDropLR(LRScheduler):
-    """``lr(t) = base_lr · warmup(t) · scale`` for every parameter group.
+    """``lr(t) = base_lr · warmup(t) · scale`` for every parameter group (``scale`` is per group).
 
     ``warmup(t) = min(1, t / num_warmup_steps)`` is the linear warm-up of Hugging Face's
-    schedules (``t`` counts scheduler steps from 0); ``scale`` starts at 1 and is lowered by
+    schedules (``t`` counts scheduler steps from 0); each group's ``scale`` starts at 1 and is lowered by
     :class:`~autodrop_hf.AutoDrop` at each drop through :meth:`set_lr_scale`. The state dict holds
-    ``scale`` with the usual ``last_epoch``/``base_lrs``, so ``torch.load(..., weights_only=True)``
+    ``scales`` with the usual ``last_epoch``/``base_lrs``, so ``torch.load(..., weights_only=True)``
     restores the exact learning rate.
 
     Args:
@@ -27,7 +28,7 @@ class AutoDropLR(LRScheduler):
         if isinstance(num_warmup_steps, bool) or not isinstance(num_warmup_steps, int) or num_warmup_steps < 0:
             raise ValueError(f"num_warmup_steps must be an integer >= 0, got {num_warmup_steps!r}.")
         self.num_warmup_steps = num_warmup_steps
-        self.scale = 1.0
+        self.scales = [1.0] * len(optimizer.param_groups)
         super().__init__(optimizer, last_epoch)
 
     def warmup_factor(self, step: int) -> float:
@@ -37,14 +38,18 @@ class AutoDropLR(LRScheduler):
         return max(step, 0) / self.num_warmup_steps
 
     def get_lr(self) -> list[float]:
-        factor = self.warmup_factor(self.last_epoch) * self.scale
-        return [base_lr * factor for base_lr in self.base_lrs]
+        factor = self.warmup_factor(self.last_epoch)
+        return [base_lr * factor * scale for base_lr, scale in zip(self.base_lrs, self.scales, strict=True)]
 
     _get_closed_form_lr = get_lr
 
-    def set_lr_scale(self, scale: float) -> None:
-        """Set the drop scale; the optimizer's learning rates change at once (next step)."""
-        self.scale = float(scale)
+    def set_lr_scale(self, scales: float | Sequence[float]) -> None:
+        """Set the drop scale of every group (one number, or one per group); the optimizer's learning
+        rates change at once (next step)."""
+        count = len(self.optimizer.param_groups)
+        self.scales = [float(scales)] * count if isinstance(scales, int | float) else [float(s) for s in scales]
+        if len(self.scales) != count:
+            raise ValueError(f"set_lr_scale needs one scale per parameter group ({count}), got {len(self.scales)}.")
         for group, lr in zip(self.optimizer.param_groups, self.get_lr(), strict=True):
             group["lr"] = lr
         self._last_lr = [group["lr"] for group in self.optimizer.param_groups]
@@ -57,47 +62,48 @@ def unwrap_scheduler(scheduler: Any) -> Any:
     return scheduler
 
 
-def apply_lr_scale(scheduler: Any, old_scale: float, new_scale: float) -> None:
-    """Make a scheduler produce ``new_scale / old_scale`` times the learning rate, from now on.
+def apply_lr_scales(scheduler: Any, old_scales: Sequence[float], new_scales: Sequence[float]) -> None:
+    """Make a scheduler produce ``new / old`` times the learning rate of each group, from now on.
 
-    :class:`AutoDropLR` (or anything with ``set_lr_scale``) is told the scale. Any other
-    scheduler has its optimizer's current learning rates multiplied (schedules that update the
-    current value, such as ``ReduceLROnPlateau``, keep the drop from there) and its ``base_lrs``
-    set to ``initial_lr · new_scale`` (closed-form schedules such as ``LambdaLR``, which every
-    Hugging Face schedule but ``reduce_lr_on_plateau`` and ``greedy`` is, keep it too). The scale
-    is then recoverable from the scheduler's own state: ``base_lrs[i] / initial_lr``.
+    :class:`AutoDropLR` (or anything with ``set_lr_scale``) is told the scales. Any other scheduler has
+    its optimizer's current learning rates multiplied (schedules that update the current value, such
+    as ``ReduceLROnPlateau``, keep the drop from there) and its ``base_lrs`` set to
+    ``initial_lr · new_scale`` (closed-form schedules such as ``LambdaLR``, which every Hugging Face
+    schedule but ``reduce_lr_on_plateau`` and ``greedy`` is, keep it too). The scales are then
+    recoverable from the scheduler's own state: ``base_lrs[i] / initial_lr``.
     """
     scheduler = unwrap_scheduler(scheduler)
     if hasattr(scheduler, "set_lr_scale"):
-        scheduler.set_lr_scale(new_scale)
+        scheduler.set_lr_scale(list(new_scales))
         return
-    factor = new_scale / old_scale
     groups = scheduler.optimizer.param_groups
-    for group in groups:
+    factors = [new / old if old > 0 else 0.0 for old, new in zip(old_scales, new_scales, strict=True)]
+    for group, factor in zip(groups, factors, strict=True):
         group["lr"] = group["lr"] * factor
     if hasattr(scheduler, "base_lrs"):
         scheduler.base_lrs = [
-            group["initial_lr"] * new_scale if "initial_lr" in group else base_lr * factor
-            for group, base_lr in zip(groups, scheduler.base_lrs, strict=True)
+            group["initial_lr"] * new if "initial_lr" in group else base_lr * factor
+            for group, base_lr, new, factor in zip(groups, scheduler.base_lrs, new_scales, factors, strict=True)
         ]
     if hasattr(scheduler, "_last_lr"):
         scheduler._last_lr = [group["lr"] for group in groups]
 
 
-def lr_scale_of(scheduler: Any) -> float:
-    """The drop scale a scheduler's state carries: 1.0 for a fresh one.
+def lr_scales_of(scheduler: Any) -> list[float] | None:
+    """The drop scale of each group that a scheduler's state carries (1.0 for a fresh one); ``None``
+    without a scheduler.
 
-    Read from ``scale`` (:class:`AutoDropLR`) or from ``base_lrs[0] / initial_lr`` (what
-    :func:`apply_lr_scale` leaves in any other ``LRScheduler``); 1.0 when neither exists
+    Read from ``scales`` (:class:`AutoDropLR`) or from ``base_lrs[i] / initial_lr`` (what
+    :func:`apply_lr_scales` leaves in any other ``LRScheduler``); 1.0 when neither exists
     (``ReduceLROnPlateau`` keeps a drop in the optimizer's learning rates instead).
     """
     scheduler = unwrap_scheduler(scheduler)
     if scheduler is None:
-        return 1.0
-    if hasattr(scheduler, "scale"):
-        return float(scheduler.scale)
-    groups = getattr(getattr(scheduler, "optimizer", None), "param_groups", [])
+        return None
+    if hasattr(scheduler, "scales"):
+        return [float(s) for s in scheduler.scales]
+    groups = scheduler.optimizer.param_groups
     base_lrs = getattr(scheduler, "base_lrs", None)
-    if base_lrs and groups and groups[0].get("initial_lr"):
-        return float(base_lrs[0]) / float(groups[0]["initial_lr"])
-    return 1.0
+    if base_lrs and all(group.get("initial_lr") for group in groups):
+        return [float(base) / float(group["initial_lr"]) for base, group in zip(base_lrs, groups, strict=True)]
+    return [1.0] * len(groups)

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import math
 import warnings
 from pathlib import Path
 from typing import Any
 
 import torch
-from accelerate import PartialState
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
@@ -16,6 +14,7 @@ from ..core.autodrop import AutoDrop
 from ..core.config import AutoDropConfig
 from ..core.history import HISTORY_FILE, append_record, truncate_history
 from ..core.scheduler import AutoDropLR, unwrap_scheduler
+from .training_args import scheduler_name
 
 #: Written into every checkpoint folder: :meth:`AutoDrop.state_dict`. When parameters are sharded
 #: (FSDP2), every process writes its own ``autodrop_state_rank<N>.pt`` instead.
@@ -64,10 +63,8 @@ class AutoDropCallback(TrainerCallback):
             model,
             config,
             lr_scheduler,
-            accelerator=PartialState(),
             num_training_steps=state.max_steps,
             num_warmup_steps=args.get_warmup_steps(state.max_steps),
-            base_lr=args.learning_rate,
         )
         autodrop.num_steps = state.global_step
         return autodrop
@@ -82,7 +79,7 @@ class AutoDropCallback(TrainerCallback):
         **kwargs: Any,
     ) -> None:
         self.autodrop = self._build(args, state, model, lr_scheduler)
-        schedule = getattr(args.lr_scheduler_type, "value", args.lr_scheduler_type)
+        schedule = scheduler_name(args)
         if not isinstance(unwrap_scheduler(lr_scheduler), AutoDropLR) and schedule != "constant_with_warmup":
             warnings.warn(
                 f"AutoDrop drops multiply the '{schedule}' schedule. For AutoDrop alone use "
@@ -99,7 +96,7 @@ class AutoDropCallback(TrainerCallback):
     def _state_path(self, args: TrainingArguments, state: TrainerState) -> Path:
         folder = Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}"
         if self.autodrop.angular_velocity.is_sharded:
-            return folder / f"autodrop_state_rank{PartialState().process_index}.pt"
+            return folder / f"autodrop_state_rank{args.process_index}.pt"
         return folder / STATE_FILE
 
     def _restore(self, args: TrainingArguments, state: TrainerState, model: Any, lr_scheduler: Any) -> None:
@@ -129,19 +126,9 @@ class AutoDropCallback(TrainerCallback):
     ) -> None:
         if self.autodrop is None or getattr(optimizer, "step_was_skipped", False):
             return
-        dropped = self.autodrop.step()
-        if self.autodrop.window_ended and state.is_world_process_zero:
-            angle = self.autodrop.angles[-1] if self.autodrop.angles else None
-            smoothed = self.autodrop.smoothed[-1] if self.autodrop.smoothed else None
-            record = {
-                "step": state.global_step,
-                "angle": angle[1] if angle and angle[0] == self.autodrop.num_steps else None,
-                "smoothed": smoothed[1] if smoothed and smoothed[0] == self.autodrop.num_steps else None,
-                "lr": optimizer.param_groups[0]["lr"],
-                "lr_scale": self.autodrop.scale,
-                "dropped": dropped,
-            }
-            append_record(Path(args.output_dir) / HISTORY_FILE, record)
+        self.autodrop.step()
+        if self.autodrop.last_record is not None and state.is_world_process_zero:
+            append_record(Path(args.output_dir) / HISTORY_FILE, self.autodrop.last_record)
 
     def on_log(
         self,
@@ -153,11 +140,7 @@ class AutoDropCallback(TrainerCallback):
     ) -> None:
         if self.autodrop is None or logs is None:
             return
-        autodrop = self.autodrop
-        logs["autodrop/angular_velocity"] = autodrop.angles[-1][1] if autodrop.angles else math.nan
-        logs["autodrop/smoothed"] = autodrop.smoothed[-1][1] if autodrop.smoothed else math.nan
-        logs["autodrop/lr_scale"] = autodrop.scale
-        logs["autodrop/num_drops"] = len(autodrop.drops)
+        logs.update(self.autodrop.log_dict())
         if state.log_history and state.log_history[-1].get("step") == state.global_step:
             state.log_history[-1].update({k: v for k, v in logs.items() if k.startswith("autodrop/")})
 

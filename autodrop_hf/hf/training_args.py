@@ -1,8 +1,15 @@
-"""``TrainingArguments`` that accept ``lr_scheduler_type="autodrop"`` and AutoDrop's flags."""
+"""``TrainingArguments`` that accept ``lr_scheduler_type="autodrop"`` and AutoDrop's flags.
+
+The ``autodrop_*`` fields are generated from :class:`~autodrop_hf.AutoDropConfig`'s fields: a new
+hyper-parameter is one edit there. Every field defaults to ``None`` ("the preset's value"), so that
+``--autodrop_preset paper --autodrop_window_size 8`` means the paper's rule with windows of 8 steps.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import json
+import typing
+from dataclasses import dataclass, field, fields, make_dataclass
 from typing import Any
 
 from transformers import Seq2SeqTrainingArguments, TrainingArguments
@@ -12,27 +19,72 @@ from ..core.config import AutoDropConfig
 
 #: The scheduler name that selects AutoDrop (linear warm-up, then drops on saturation).
 AUTODROP_SCHEDULER = "autodrop"
-_DEFAULTS = AutoDropConfig()
+#: The presets ``--autodrop_preset`` accepts.
+PRESETS = ("default", "paper")
+
+
+def scheduler_name(args: Any) -> str:
+    """``args.lr_scheduler_type`` as a plain string, whether it is a ``SchedulerType`` or a string."""
+    value = getattr(args, "lr_scheduler_type", None)
+    return getattr(value, "value", value)
 
 
 def uses_autodrop(args: Any) -> bool:
     """Whether training arguments ask for the AutoDrop schedule."""
-    return getattr(args, "lr_scheduler_type", None) == AUTODROP_SCHEDULER
+    return scheduler_name(args) == AUTODROP_SCHEDULER
 
 
-def _flag(name: str, default: Any) -> Any:
-    return field(default=default, metadata={"help": f"AutoDrop: {AutoDropConfig.help(name)}"})
+def _command_line_type(annotation: str) -> type:
+    """The type a flag is parsed as: unions ("auto" or a number, one or several floors) are strings."""
+    resolved = typing.get_type_hints(AutoDropConfig)[annotation]
+    return resolved if resolved in (int, float) else str
+
+
+def _flag(config_field: Any) -> tuple[str, Any, Any]:
+    default = getattr(AutoDropConfig(), config_field.name)
+    if isinstance(default, tuple):
+        default = list(default)
+    help_text = f"AutoDrop: {config_field.metadata['help']} Default: {default} (the paper preset may differ)."
+    flag_type = _command_line_type(config_field.name)
+    metadata = {"help": help_text}
+    if config_field.name == "saturation_test":
+        metadata["choices"] = ["noise_floor", "smoothed_change"]
+    return f"autodrop_{config_field.name}", flag_type | None, field(default=None, metadata=metadata)
+
+
+def _parse_flag(name: str, value: Any) -> Any:
+    """A flag's value as :class:`AutoDropConfig` takes it: numbers from strings, lists from JSON or commas."""
+    if not isinstance(value, str) or name == "saturation_test":
+        return value
+    text = value.strip()
+    if text == "auto":
+        return text
+    if name == "min_lr" and ("," in text or text.startswith("[")):
+        parts = json.loads(text) if text.startswith("[") else text.split(",")
+        return [_parse_number(name, part) for part in parts]
+    return _parse_number(name, text)
+
+
+def _parse_number(name: str, text: Any) -> Any:
+    if not isinstance(text, str):
+        return text
+    try:
+        number = float(text)
+    except ValueError:
+        return text  # AutoDropConfig names the field and what it accepts
+    return int(number) if number.is_integer() and name == "window_size" else number
 
 
 @dataclass
-class AutoDropArgumentsMixin:
+class _AutoDropArgumentsBase:
     """The fields AutoDrop adds to Hugging Face's training arguments.
 
     ``lr_scheduler_type`` is redeclared because the stock field is a closed enum: it accepts
-    ``"autodrop"`` besides every :class:`~transformers.SchedulerType` name. The ``autodrop_*``
-    fields are :class:`~autodrop_hf.AutoDropConfig`'s hyper-parameters; with
+    ``"autodrop"`` besides every :class:`~transformers.SchedulerType` name. ``autodrop_preset`` picks
+    the defaults (``"default"``: the library's rule; ``"paper"``: the paper's), and the ``autodrop_*``
+    fields, :class:`~autodrop_hf.AutoDropConfig`'s hyper-parameters, override single values; with
     ``lr_scheduler_type="autodrop"``, keys of ``lr_scheduler_kwargs`` named like them
-    (``{"drop_factor": 0.9}``) override them, as for any Hugging Face schedule.
+    (``{"drop_factor": 0.9}``, or ``{"preset": "paper"}``) override them too, as for any Hugging Face schedule.
     """
 
     lr_scheduler_type: str = field(
@@ -43,14 +95,23 @@ class AutoDropArgumentsMixin:
             "choices": [AUTODROP_SCHEDULER, *(s.value for s in SchedulerType)],
         },
     )
-    autodrop_window_size: str = _flag("window_size", str(_DEFAULTS.window_size))
-    autodrop_drop_factor: float = _flag("drop_factor", _DEFAULTS.drop_factor)
-    autodrop_buffer_size: int = _flag("buffer_size", _DEFAULTS.buffer_size)
-    autodrop_threshold: float = _flag("threshold", _DEFAULTS.threshold)
-    autodrop_min_lr: float = _flag("min_lr", _DEFAULTS.min_lr)
+    autodrop_preset: str = field(
+        default="default",
+        metadata={"help": "AutoDrop: 'default' (the library's rule) or 'paper' (the paper's).", "choices": PRESETS},
+    )
+
+
+_AutoDropFields = make_dataclass(
+    "_AutoDropFields", [_flag(f) for f in fields(AutoDropConfig)], bases=(_AutoDropArgumentsBase,)
+)
+
+
+@dataclass
+class AutoDropArgumentsMixin(_AutoDropFields):
+    __doc__ = _AutoDropArgumentsBase.__doc__
 
     def __post_init__(self) -> None:
-        requested = getattr(self.lr_scheduler_type, "value", self.lr_scheduler_type)
+        requested = scheduler_name(self)
         if requested == AUTODROP_SCHEDULER:
             # The parent validates the name against its enum: let it see a valid one.
             self.lr_scheduler_type = SchedulerType.CONSTANT_WITH_WARMUP
@@ -60,7 +121,7 @@ class AutoDropArgumentsMixin:
         self.autodrop_config()  # fail now, with AutoDropConfig's message, not at train()
 
     def set_lr_scheduler(self, name: str = "linear", **kwargs: Any) -> Any:
-        if name != AUTODROP_SCHEDULER:
+        if getattr(name, "value", name) != AUTODROP_SCHEDULER:
             return super().set_lr_scheduler(name=name, **kwargs)
         super().set_lr_scheduler(name=SchedulerType.CONSTANT_WITH_WARMUP, **kwargs)
         self.lr_scheduler_type = AUTODROP_SCHEDULER
@@ -68,25 +129,23 @@ class AutoDropArgumentsMixin:
 
     def autodrop_config(self) -> AutoDropConfig:
         """The :class:`~autodrop_hf.AutoDropConfig` these arguments describe."""
-        window = self.autodrop_window_size
-        if isinstance(window, str) and window.strip().isdigit():
-            window = int(window)
-        values: dict[str, Any] = {
-            "window_size": window,
-            "drop_factor": self.autodrop_drop_factor,
-            "buffer_size": self.autodrop_buffer_size,
-            "threshold": self.autodrop_threshold,
-            "min_lr": self.autodrop_min_lr,
+        values = {
+            name: _parse_flag(name, getattr(self, f"autodrop_{name}"))
+            for name in AutoDropConfig.field_names()
+            if getattr(self, f"autodrop_{name}") is not None
         }
+        preset = self.autodrop_preset
         if uses_autodrop(self) and self.lr_scheduler_kwargs:
-            unknown = sorted(set(self.lr_scheduler_kwargs) - set(values))
+            overrides = dict(self.lr_scheduler_kwargs)
+            preset = overrides.pop("preset", preset)
+            unknown = sorted(set(overrides) - set(AutoDropConfig.field_names()))
             if unknown:
                 raise ValueError(
                     f"lr_scheduler_kwargs {unknown} are not AutoDrop hyper-parameters; "
-                    f"use {AutoDropConfig.field_names()}."
+                    f"use {AutoDropConfig.field_names()} or 'preset'."
                 )
-            values.update(self.lr_scheduler_kwargs)
-        return AutoDropConfig(**values)
+            values.update(overrides)
+        return AutoDropConfig.preset(preset, **values)
 
 
 @dataclass

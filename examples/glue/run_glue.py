@@ -43,6 +43,7 @@ from transformers import (
 from transformers.trainer_utils import get_last_checkpoint
 
 from autodrop_hf import AutoDropTrainer, AutoDropTrainingArguments
+from autodrop_hf.hf.training_args import scheduler_name
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # examples/summary.py, shared by the examples
 from summary import summarize_run
@@ -343,7 +344,7 @@ def report(trainer, training_args, task_name, metric_task, seconds: float) -> di
     ]
     row = {
         "task": task_name or "files",
-        "schedule": getattr(training_args.lr_scheduler_type, "value", training_args.lr_scheduler_type),
+        "schedule": scheduler_name(training_args),
         **{name: eval_metrics.get(name) for name in names},
         "final_lr": trainer.optimizer.param_groups[0]["lr"],
         "optimizer_steps": trainer.state.global_step,

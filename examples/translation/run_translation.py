@@ -46,6 +46,7 @@ from translation_data import (
 )
 
 from autodrop_hf import AutoDropSeq2SeqTrainer, AutoDropSeq2SeqTrainingArguments
+from autodrop_hf.hf.training_args import scheduler_name
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # examples/summary.py, shared by the examples
 from summary import summarize_run
@@ -255,7 +256,7 @@ def main() -> dict[str, float]:
 def report(trainer, training_args, metrics: dict, seconds: float, model) -> dict:
     """The result row of the run: schedule, BLEU, drops, final LR, steps, model size, time."""
     row = {
-        "schedule": getattr(training_args.lr_scheduler_type, "value", training_args.lr_scheduler_type),
+        "schedule": scheduler_name(training_args),
         "eval_bleu": metrics.get("eval_bleu"),
         "test_bleu": metrics.get("predict_bleu"),
         "final_lr": trainer.optimizer.param_groups[0]["lr"],

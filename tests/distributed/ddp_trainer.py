@@ -42,6 +42,7 @@ def main():
     training_args = AutoDropTrainingArguments(
         output_dir=str(args.out),
         lr_scheduler_type="autodrop",
+        autodrop_preset="paper",  # with a loose threshold: drops every few windows
         autodrop_window_size="2",
         autodrop_buffer_size=3,
         autodrop_threshold=5.0,

@@ -1,9 +1,10 @@
 """A ``*_no_trainer``-style loop with AutoDrop, run with 2 processes (torchrun / accelerate launch).
 
---layout ddp:    model, optimizer and an AutoDropLR go through accelerator.prepare (DDP; the prepared
-                 scheduler steps once per process per optimizer step, HF's no_trainer convention).
---layout fsdp:   FSDP2 (fully_shard) on every layer.
---layout mixed:  the first layer sharded (FSDP2), the last one replicated (gradients all-reduced by hand).
+--layout ddp:    Accelerate: model, optimizer and an AutoDropLR go through accelerator.prepare (DDP; the
+                 prepared scheduler steps once per process per optimizer step, HF's no_trainer convention).
+--layout fsdp:   plain torch.distributed, no Accelerate: FSDP2 (fully_shard) on every layer.
+--layout mixed:  plain torch.distributed: the first layer sharded (FSDP2), the last one replicated
+                 (gradients all-reduced by hand).
 The run stops in the middle of a window, saves and reloads the AutoDrop state (one file per rank), and
 goes on. Rank 0 then replays the same global batches alone on an unsharded copy: the reference.
 Every rank writes OUT/rank<N>.json: angles, drops, learning rates, all_reduce calls inside AutoDrop.step().
@@ -11,17 +12,17 @@ Every rank writes OUT/rank<N>.json: angles, drops, learning rates, all_reduce ca
 
 import argparse
 import json
+import sys
 import weakref
 from pathlib import Path
 
 import torch
 import torch.distributed as dist
-from accelerate import Accelerator
 from teardown import end_training
 
 from autodrop_hf import AutoDrop, AutoDropConfig, AutoDropLR
 
-CONFIG = AutoDropConfig(window_size=3, buffer_size=3, threshold=5.0, drop_factor=0.8)
+CONFIG = AutoDropConfig(window_size=3, buffer_size=3, drop_factor=0.8)
 STEPS, WARMUP, BATCH, LR = 90, 6, 16, 0.2  # BATCH: global batch
 CHECKPOINT = 46  # (46 - WARMUP) % 3 != 0: mid-window
 
@@ -78,8 +79,14 @@ def main():
     parser.add_argument("--layout", choices=["ddp", "fsdp", "mixed"], required=True)
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
-    accelerator = Accelerator(cpu=True)
-    rank, world = accelerator.process_index, accelerator.num_processes
+    accelerator = None
+    if args.layout == "ddp":
+        from accelerate import Accelerator
+
+        accelerator = Accelerator(cpu=True)
+    else:
+        dist.init_process_group("gloo")
+    rank, world = dist.get_rank(), dist.get_world_size()
     counter = CollectiveCounter()
     model, replicated = make_model(), []
     if args.layout == "ddp":
@@ -97,11 +104,11 @@ def main():
         optimizer = torch.optim.SGD(model.parameters(), lr=LR)
         scheduler = AutoDropLR(optimizer, num_warmup_steps=WARMUP)
 
-    autodrop = AutoDrop(model, CONFIG, scheduler, accelerator=accelerator)
+    autodrop = AutoDrop(model, CONFIG, scheduler, num_training_steps=STEPS)
     lrs = train(range(CHECKPOINT), model, optimizer, scheduler, autodrop, counter, rank, world, replicated)
     path = args.out / f"state_rank{rank}.pt"
     torch.save(autodrop.state_dict(), path)
-    autodrop = AutoDrop(model, CONFIG, scheduler, accelerator=accelerator)
+    autodrop = AutoDrop(model, CONFIG, scheduler, num_training_steps=STEPS)
     autodrop.load_state_dict(torch.load(path, weights_only=True))
     lrs += train(range(CHECKPOINT, STEPS), model, optimizer, scheduler, autodrop, counter, rank, world, replicated)
 
@@ -115,18 +122,24 @@ def main():
         "all_reduce_calls": counter.calls,
         "all_reduce_bytes": counter.bytes,
         "windows": (STEPS - WARMUP) // CONFIG.window_size,
+        "accelerate_imported": "accelerate" in sys.modules,
     }
     if rank == 0:
         reference_model = make_model()
         reference_optimizer = torch.optim.SGD(reference_model.parameters(), lr=LR)
         reference_scheduler = AutoDropLR(reference_optimizer, num_warmup_steps=WARMUP)
-        reference = AutoDrop(reference_model, CONFIG, reference_scheduler)
+        reference = AutoDrop(
+            reference_model, CONFIG, reference_scheduler, num_training_steps=STEPS, process_group="local"
+        )
         record["reference_lrs"] = train(
             range(STEPS), reference_model, reference_optimizer, reference_scheduler, reference
         )
         record["reference_angles"] = reference.angles
         record["reference_drops"] = reference.drops
     (args.out / f"rank{rank}.json").write_text(json.dumps(record))
+    if accelerator is None:
+        dist.destroy_process_group()
+        return
     wrapped = weakref.ref(model)
     del model
     end_training(accelerator, wrapped)
