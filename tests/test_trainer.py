@@ -1,7 +1,9 @@
 import json
 import math
+import shutil
 import sys
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -217,8 +219,9 @@ def test_frozen_parameters_are_ignored(tmp_path):
     assert all(torch.equal(p, frozen[n]) for n, p in model.bert.named_parameters())
 
 
+@pytest.mark.parametrize("where", ["output_dir", "another_folder", "another_folder_with_a_trap"])
 @pytest.mark.parametrize("usage", ["autodrop_trainer", "stock_trainer"])
-def test_resume_mid_window_is_exact(tmp_path, usage):
+def test_resume_mid_window_is_exact(tmp_path, usage, where):
     if usage == "autodrop_trainer":
         trainer_cls, make_args, extra = AutoDropTrainer, lambda d, **kw: training_args(d, **kw), ()
     else:
@@ -227,26 +230,33 @@ def test_resume_mid_window_is_exact(tmp_path, usage):
         def make_args(d, **kw):
             return training_args(d, cls=TrainingArguments, lr_scheduler_type="constant_with_warmup", **kw)
 
-    straight, straight_lrs = run(trainer_cls, make_args(tmp_path / "straight"), callbacks=extra)
-    checkpointed = make_args(tmp_path / "resumed", save_strategy="steps", save_steps=34)
-    run(trainer_cls, checkpointed, callbacks=extra)
-    state = torch.load(tmp_path / "resumed/checkpoint-34" / STATE_FILE, weights_only=True)
+    def fresh_callbacks():
+        return tuple(type(cb)(FAST_CONFIG) for cb in extra)
+
+    straight, straight_lrs = run(trainer_cls, make_args(tmp_path / "straight"), callbacks=fresh_callbacks())
+    run(trainer_cls, make_args(tmp_path / "runA", save_strategy="steps", save_steps=34), callbacks=fresh_callbacks())
+    checkpoint = tmp_path / "runA/checkpoint-34"
+    state = torch.load(checkpoint / STATE_FILE, weights_only=True)
     assert state["angular_velocity"]["steps_in_window"] == 1  # mid-window: (34 - 5) % 2
     assert state["drops"], "the checkpoint must come after at least one drop"
-    extra = tuple(type(cb)(FAST_CONFIG) for cb in extra)
+    output_dir = tmp_path / "runA"
+    if where != "output_dir":  # HF scripts: --resume_from_checkpoint elsewhere/checkpoint-34 --output_dir runB
+        checkpoint = Path(shutil.copytree(checkpoint, tmp_path / "elsewhere/checkpoint-34"))
+        output_dir = tmp_path / "runB"
+    if where == "another_folder_with_a_trap":  # runB has a checkpoint-34 of its own, from another model
+        run(trainer_cls, make_args(output_dir, save_strategy="steps", save_steps=34), callbacks=fresh_callbacks(),
+            model_seed=3)  # fmt: skip
+        trap = torch.load(output_dir / "checkpoint-34" / STATE_FILE, weights_only=True)
+        assert trap["angles"] != state["angles"]
     resumed, resumed_lrs = run(
-        trainer_cls,
-        checkpointed,
-        callbacks=extra,
-        resume=str(tmp_path / "resumed/checkpoint-34"),
-        model_seed=7,
+        trainer_cls, make_args(output_dir), callbacks=fresh_callbacks(), resume=str(checkpoint), model_seed=7
     )
     assert autodrop_of(resumed).drops == autodrop_of(straight).drops
     assert autodrop_of(resumed).angles == autodrop_of(straight).angles
     assert resumed_lrs == {s: lr for s, lr in straight_lrs.items() if s > 34}
     for a, b in zip(straight.model.parameters(), resumed.model.parameters(), strict=True):
         assert torch.equal(a, b)
-    history = [json.loads(x) for x in (tmp_path / "resumed" / HISTORY_FILE).read_text().splitlines()]
+    history = [json.loads(x) for x in (output_dir / HISTORY_FILE).read_text().splitlines()]
     straight_history = [json.loads(x) for x in (tmp_path / "straight" / HISTORY_FILE).read_text().splitlines()]
     assert history == straight_history
 

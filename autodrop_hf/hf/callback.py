@@ -2,23 +2,29 @@
 
 from __future__ import annotations
 
-import warnings
+import inspect
+import shutil
 from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+from transformers import Trainer, TrainerCallback, TrainerControl, TrainerState, TrainingArguments
+from transformers.optimization import TYPE_TO_SCHEDULER_FUNCTION
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, SchedulerType
 
 from ..core.autodrop import AutoDrop
 from ..core.config import AutoDropConfig
 from ..core.history import HISTORY_FILE, append_record, truncate_history
 from ..core.scheduler import AutoDropLR, unwrap_scheduler
-from .training_args import scheduler_name
+from ..core.user_warnings import warn
+from .training_args import scheduler_name, uses_autodrop
+from .transformers_internals import current_log_entry, running_resume_checkpoint, running_trainer
 
 #: Written into every checkpoint folder: :meth:`AutoDrop.state_dict`. When parameters are sharded
 #: (FSDP2), every process writes its own ``autodrop_state_rank<N>.pt`` instead.
 STATE_FILE = "autodrop_state.pt"
+#: The prefix of AutoDrop's log keys.
+LOG_PREFIX = "autodrop/"
 
 
 class AutoDropCallback(TrainerCallback):
@@ -26,27 +32,32 @@ class AutoDropCallback(TrainerCallback):
 
     Hooks:
 
+    - ``on_init_end``: puts itself first among the Trainer's callbacks (so that the ``report_to``
+      integrations see its log keys) and one clean-up callback last (so that the dicts ``evaluate()`` and
+      ``train()`` return do not carry them); refuses a second ``AutoDropCallback``; with stock
+      ``TrainingArguments``, takes AutoDrop's hyper-parameters out of ``lr_scheduler_kwargs``.
     - ``on_train_begin``: the model, optimizer and scheduler exist and any checkpoint is loaded;
-      builds the detector (``window_size="auto"`` from ``state.max_steps``, warm-up from
-      ``args.get_warmup_steps``) and restores its state from ``output_dir/checkpoint-<step>``.
+      builds the detector (``window_size="auto"`` and ``drop_factor="auto"`` from ``state.max_steps``,
+      warm-up from ``args.get_warmup_steps``) and restores its state from the checkpoint the Trainer
+      resumes from.
     - ``on_step_end``: once per optimizer step, after ``lr_scheduler.step()``, so a drop changes
       the learning rate from the very next optimizer step; skipped when the optimizer skipped
-      its step (fp16 overflow), as the scheduler does.
-    - ``on_log``: adds ``autodrop/angular_velocity``, ``autodrop/smoothed``, ``autodrop/lr_scale``
-      and ``autodrop/num_drops`` to every log entry (NaN before the first value) and to
-      ``state.log_history``. The ``report_to`` integrations see them when this callback runs before
-      theirs: :class:`~autodrop_hf.AutoDropTrainer` puts it first; with a stock ``Trainer`` do
-      ``trainer.callback_handler.callbacks.insert(0, trainer.pop_callback(AutoDropCallback))``.
-    - ``on_save``: writes the detector state (window buffers included) next to the checkpoint: one
-      copy when every process holds the same state (DDP), one file per process when parameters are
-      sharded (FSDP2).
+      its step (fp16 overflow), as the scheduler does. Each window is a line of ``output_dir/autodrop_history.jsonl``.
+    - ``on_log``: ``autodrop/angular_velocity``, ``autodrop/noise_floor``, ``autodrop/statistic``,
+      ``autodrop/smoothed`` (paper's test), ``autodrop/lr_scale`` and ``autodrop/num_drops`` go into
+      ``state.log_history`` and to the reporters (TensorBoard, W&B, ...); a key without a value yet is left out.
+    - ``on_save``: writes the detector state (window buffers included) and the history into the
+      checkpoint: one copy when every process holds the same state (DDP), one file per process when
+      parameters are sharded (FSDP2).
 
     A drop multiplies whatever schedule the Trainer runs; ``constant_with_warmup`` (or
     :class:`~autodrop_hf.AutoDropTrainer` with ``lr_scheduler_type="autodrop"``) means AutoDrop alone.
 
     Args:
         config: hyper-parameters. Default: ``args.autodrop_config()`` for
-            :class:`~autodrop_hf.AutoDropTrainingArguments`, else the paper's.
+            :class:`~autodrop_hf.AutoDropTrainingArguments`; with stock ``TrainingArguments``, the
+            defaults with the AutoDrop keys of ``lr_scheduler_kwargs`` (``{"drop_factor": 0.9}``, or
+            ``{"autodrop_min_lr": 1e-6}`` for a name the schedule itself takes, and ``"preset"``).
     """
 
     def __init__(self, config: AutoDropConfig | None = None) -> None:
@@ -54,14 +65,48 @@ class AutoDropCallback(TrainerCallback):
             raise TypeError(f"config must be an AutoDropConfig, got {type(config).__name__}.")
         self.config = config
         self.autodrop: AutoDrop | None = None
+        self._kwargs_config: AutoDropConfig | None = None
+
+    # ------------------------------------------------------------------------------ set-up
+    def attach(self, trainer: Trainer) -> None:
+        """Take this callback's place in ``trainer``: first, with the log clean-up last, alone of its kind.
+        Called at ``on_init_end``; :class:`~autodrop_hf.AutoDropTrainer` calls it for the callback it adds."""
+        callbacks = trainer.callback_handler.callbacks
+        others = [cb for cb in callbacks if isinstance(cb, AutoDropCallback) and cb is not self]
+        if others:
+            raise ValueError(
+                "this Trainer has two AutoDropCallbacks: each would drop the learning rate and write every "
+                "history line; keep one."
+            )
+        if self in callbacks:
+            callbacks.remove(self)
+        callbacks.insert(0, self)
+        callbacks[:] = [cb for cb in callbacks if not isinstance(cb, _RemoveLogKeys)] + [_RemoveLogKeys()]
+        if uses_autodrop(trainer.args) and not getattr(trainer, "builds_autodrop_scheduler", False):
+            raise ValueError(
+                "lr_scheduler_type='autodrop' needs AutoDropTrainer (or AutoDropSeq2SeqTrainer), or a script "
+                "run with `autodrop-hf run`: a stock Trainer cannot build that schedule. With a stock Trainer, "
+                "use lr_scheduler_type='constant_with_warmup' and this callback."
+            )
+        if self.config is None and not hasattr(trainer.args, "autodrop_config"):
+            self._kwargs_config = _config_from_scheduler_kwargs(trainer.args)
+
+    def on_init_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
+        trainer = running_trainer()
+        if trainer is not None:
+            self.attach(trainer)
+
+    def _config(self, args: TrainingArguments) -> AutoDropConfig:
+        if self.config is not None:
+            return self.config
+        if hasattr(args, "autodrop_config"):
+            return args.autodrop_config()
+        return self._kwargs_config or AutoDropConfig()
 
     def _build(self, args: TrainingArguments, state: TrainerState, model: Any, lr_scheduler: Any) -> AutoDrop:
-        config = self.config
-        if config is None:
-            config = args.autodrop_config() if hasattr(args, "autodrop_config") else AutoDropConfig()
         autodrop = AutoDrop(
             model,
-            config,
+            self._config(args),
             lr_scheduler,
             num_training_steps=state.max_steps,
             num_warmup_steps=args.get_warmup_steps(state.max_steps),
@@ -69,6 +114,7 @@ class AutoDropCallback(TrainerCallback):
         autodrop.num_steps = state.global_step
         return autodrop
 
+    # ------------------------------------------------------------------------------ training
     def on_train_begin(
         self,
         args: TrainingArguments,
@@ -81,40 +127,55 @@ class AutoDropCallback(TrainerCallback):
         self.autodrop = self._build(args, state, model, lr_scheduler)
         schedule = scheduler_name(args)
         if not isinstance(unwrap_scheduler(lr_scheduler), AutoDropLR) and schedule != "constant_with_warmup":
-            warnings.warn(
+            warn(
                 f"AutoDrop drops multiply the '{schedule}' schedule. For AutoDrop alone use "
-                "lr_scheduler_type='constant_with_warmup', or AutoDropTrainer with "
-                "lr_scheduler_type='autodrop'.",
-                UserWarning,
-                stacklevel=2,
+                "lr_scheduler_type='constant_with_warmup', or AutoDropTrainer with lr_scheduler_type='autodrop'."
             )
+        history = Path(args.output_dir) / HISTORY_FILE
+        checkpoint = None
         if state.global_step > 0:
-            self._restore(args, state, model, lr_scheduler)
+            checkpoint = self._restore(args, state, model, lr_scheduler)
         if state.is_world_process_zero:
-            truncate_history(Path(args.output_dir) / HISTORY_FILE, state.global_step)
+            saved_history = None if checkpoint is None else checkpoint / HISTORY_FILE
+            if saved_history is not None and saved_history.exists() and saved_history != history:
+                history.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(saved_history, history)
+            truncate_history(history, state.global_step)
 
-    def _state_path(self, args: TrainingArguments, state: TrainerState) -> Path:
-        folder = Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}"
+    def _checkpoint_folder(self, args: TrainingArguments, state: TrainerState) -> Path:
+        """The checkpoint the Trainer resumes from: the one it was given, wherever it is (or, if the call
+        stack does not tell, ``output_dir/checkpoint-<step>``)."""
+        resumed = running_resume_checkpoint()
+        if resumed is not None:
+            return Path(resumed)
+        return Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}"
+
+    def _state_file(self, folder: Path, args: TrainingArguments) -> Path:
         if self.autodrop.angular_velocity.is_sharded:
             return folder / f"autodrop_state_rank{args.process_index}.pt"
         return folder / STATE_FILE
 
-    def _restore(self, args: TrainingArguments, state: TrainerState, model: Any, lr_scheduler: Any) -> None:
-        path = self._state_path(args, state)
+    def _restore(self, args: TrainingArguments, state: TrainerState, model: Any, lr_scheduler: Any) -> Path:
+        folder = self._checkpoint_folder(args, state)
+        path = self._state_file(folder, args)
         try:
-            self.autodrop.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-            return
+            saved = torch.load(path, map_location="cpu", weights_only=True)
+            if saved.get("num_steps") != state.global_step:
+                raise ValueError(
+                    f"it is from step {saved.get('num_steps')}, the Trainer resumes at step {state.global_step}"
+                )
+            self.autodrop.load_state_dict(saved)
+            return folder
         except FileNotFoundError:
             problem = "not found"
         except Exception as error:  # corrupt or from another run: any failure means start afresh
-            problem = f"unreadable ({type(error).__name__}: {error})"
+            problem = f"unusable ({type(error).__name__}: {error})"
             self.autodrop = self._build(args, state, model, lr_scheduler)
-        warnings.warn(
+        warn(
             f"AutoDrop state {path} {problem}: resuming at step {state.global_step} with a fresh "
-            f"detector; the learning-rate scale {self.autodrop.scale:.6g} comes from the scheduler's state.",
-            UserWarning,
-            stacklevel=3,
+            f"detector; the learning-rate scale {self.autodrop.scale:.6g} comes from the scheduler's state."
         )
+        return folder
 
     def on_step_end(
         self,
@@ -140,15 +201,59 @@ class AutoDropCallback(TrainerCallback):
     ) -> None:
         if self.autodrop is None or logs is None:
             return
-        logs.update(self.autodrop.log_dict())
-        if state.log_history and state.log_history[-1].get("step") == state.global_step:
-            state.log_history[-1].update({k: v for k, v in logs.items() if k.startswith("autodrop/")})
+        values = self.autodrop.log_dict()
+        entry = current_log_entry(state, logs)
+        if entry is not None:
+            entry.update(values)
+        logs.update(values)  # for the reporters after this callback; _RemoveLogKeys takes them out again
 
     def on_save(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
         if self.autodrop is None:
             return
         if not (args.should_save or self.autodrop.angular_velocity.is_sharded):
             return  # replicated state: one copy, written by the process that saves checkpoints
-        path = self._state_path(args, state)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(self.autodrop.state_dict(), path)
+        folder = Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}"
+        folder.mkdir(parents=True, exist_ok=True)
+        torch.save(self.autodrop.state_dict(), self._state_file(folder, args))
+        history = Path(args.output_dir) / HISTORY_FILE
+        if args.should_save and history.exists():
+            shutil.copyfile(history, folder / HISTORY_FILE)
+
+
+class _RemoveLogKeys(TrainerCallback):
+    """The last callback: takes AutoDrop's keys out of ``logs`` once every reporter has seen them, so that
+    the metrics ``evaluate()`` and ``train()`` return (the same dict) are the Trainer's own."""
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, float] | None = None, **kwargs: Any) -> None:
+        for key in [k for k in (logs or {}) if k.startswith(LOG_PREFIX)]:
+            del logs[key]
+
+
+def _config_from_scheduler_kwargs(args: TrainingArguments) -> AutoDropConfig | None:
+    """AutoDrop's hyper-parameters from stock ``TrainingArguments.lr_scheduler_kwargs``, which it then
+    no longer holds (the Hugging Face schedule would refuse them).
+
+    ``autodrop_<name>`` always means AutoDrop's ``<name>``; a bare ``<name>`` (and ``preset``) too, unless
+    the configured schedule takes an argument of that name itself (``min_lr`` for ``cosine_with_min_lr``).
+    """
+    kwargs = dict(args.lr_scheduler_kwargs or {})
+    schedule_takes = _schedule_arguments(scheduler_name(args))
+    names = set(AutoDropConfig.field_names()) | {"preset"}
+    values = {}
+    for key in list(kwargs):
+        name = key.removeprefix("autodrop_")
+        if name in names and (key != name or key not in schedule_takes):
+            values[name] = kwargs.pop(key)
+    if not values:
+        return None
+    args.lr_scheduler_kwargs = kwargs
+    preset = values.pop("preset", "default")
+    return AutoDropConfig.preset(preset, **values)
+
+
+def _schedule_arguments(name: str) -> set[str]:
+    try:
+        function = TYPE_TO_SCHEDULER_FUNCTION[SchedulerType(name)]
+    except (ValueError, KeyError):
+        return set()
+    return set(inspect.signature(function).parameters)

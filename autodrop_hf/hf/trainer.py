@@ -10,6 +10,7 @@ from transformers import Seq2SeqTrainer, Trainer
 from ..core.scheduler import AutoDropLR
 from .callback import AutoDropCallback
 from .training_args import uses_autodrop
+from .transformers_internals import mark_scheduler_created_by_trainer
 
 
 class AutoDropTrainerMixin:
@@ -17,14 +18,16 @@ class AutoDropTrainerMixin:
     :class:`~autodrop_hf.AutoDropCallback` when ``args.lr_scheduler_type == "autodrop"``.
     Every other scheduler name behaves exactly as in the parent Trainer."""
 
+    #: Tells :class:`~autodrop_hf.AutoDropCallback` that this Trainer builds the ``autodrop`` schedule.
+    builds_autodrop_scheduler = True
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        callback = self.pop_callback(AutoDropCallback)
+        callback = next((cb for cb in self.callback_handler.callbacks if isinstance(cb, AutoDropCallback)), None)
         if callback is None and uses_autodrop(self.args):
             callback = AutoDropCallback()
         if callback is not None:
-            # First in line, so that the reporters (TensorBoard, W&B, ...) see its log keys.
-            self.callback_handler.callbacks.insert(0, callback)
+            callback.attach(self)  # first in line, so that the reporters (TensorBoard, W&B, ...) see its log keys
 
     def create_scheduler(
         self, num_training_steps: int, optimizer: torch.optim.Optimizer | None = None
@@ -34,7 +37,7 @@ class AutoDropTrainerMixin:
                 self.optimizer if optimizer is None else optimizer,
                 num_warmup_steps=self.args.get_warmup_steps(num_training_steps),
             )
-            self._created_lr_scheduler = True
+            mark_scheduler_created_by_trainer(self)
         return super().create_scheduler(num_training_steps, optimizer)
 
 

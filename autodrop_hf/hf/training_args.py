@@ -23,6 +23,18 @@ AUTODROP_SCHEDULER = "autodrop"
 PRESETS = ("default", "paper")
 
 
+class AutoDropSchedulerName(str):
+    """The string ``"autodrop"`` with the ``.value`` of a :class:`~transformers.SchedulerType` member, for the
+    code of Transformers that reads ``args.lr_scheduler_type.value`` (the model card, ``push_to_hub``)."""
+
+    @property
+    def value(self) -> str:
+        return str(self)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (AutoDropSchedulerName, (str(self),))
+
+
 def scheduler_name(args: Any) -> str:
     """``args.lr_scheduler_type`` as a plain string, whether it is a ``SchedulerType`` or a string."""
     value = getattr(args, "lr_scheduler_type", None)
@@ -117,14 +129,14 @@ class AutoDropArgumentsMixin(_AutoDropFields):
             self.lr_scheduler_type = SchedulerType.CONSTANT_WITH_WARMUP
         super().__post_init__()
         if requested == AUTODROP_SCHEDULER:
-            self.lr_scheduler_type = AUTODROP_SCHEDULER
+            self.lr_scheduler_type = AutoDropSchedulerName(AUTODROP_SCHEDULER)
         self.autodrop_config()  # fail now, with AutoDropConfig's message, not at train()
 
     def set_lr_scheduler(self, name: str = "linear", **kwargs: Any) -> Any:
         if getattr(name, "value", name) != AUTODROP_SCHEDULER:
             return super().set_lr_scheduler(name=name, **kwargs)
         super().set_lr_scheduler(name=SchedulerType.CONSTANT_WITH_WARMUP, **kwargs)
-        self.lr_scheduler_type = AUTODROP_SCHEDULER
+        self.lr_scheduler_type = AutoDropSchedulerName(AUTODROP_SCHEDULER)
         return self
 
     def autodrop_config(self) -> AutoDropConfig:

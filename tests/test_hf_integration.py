@@ -1,0 +1,105 @@
+"""The Hugging Face routes, fully equipped: model cards and argument round trips, clean returned metrics,
+reporters by default, hyper-parameters from lr_scheduler_kwargs, and clear refusals."""
+
+import json
+import pickle
+import warnings
+
+import pytest
+import torch
+from tiny import TokenParity, tiny_bert
+from transformers import Trainer, TrainingArguments
+from transformers.trainer_utils import default_compute_objective
+
+from autodrop_hf import AutoDropCallback, AutoDropConfig, AutoDropTrainer, AutoDropTrainingArguments
+
+
+def _values(tmp_path, **overrides):
+    values = dict(output_dir=str(tmp_path), max_steps=30, warmup_steps=3, per_device_train_batch_size=8,
+                  learning_rate=1e-3, logging_steps=5, report_to=[], save_strategy="no", use_cpu=True,
+                  disable_tqdm=True, seed=0)  # fmt: skip
+    return {**values, **overrides}
+
+
+def _accuracy(prediction):
+    return {"accuracy": float((prediction.predictions.argmax(-1) == prediction.label_ids).mean())}
+
+
+def test_model_card_and_argument_round_trips_work_with_autodrop(tmp_path):
+    args = AutoDropTrainingArguments(**_values(tmp_path, lr_scheduler_type="autodrop", autodrop_preset="paper"))
+    trainer = AutoDropTrainer(model=tiny_bert(), args=args, train_dataset=TokenParity(64))
+    trainer.train()
+    trainer.create_model_card(model_name="tiny", finetuned_from="tiny-bert")  # HF's scripts end with this
+    card = (tmp_path / "README.md").read_text()
+    assert "lr_scheduler_type: autodrop" in card
+    assert json.loads(args.to_json_string())["lr_scheduler_type"] == "autodrop"
+    assert args.to_dict()["autodrop_preset"] == "paper" and args.to_sanitized_dict()["lr_scheduler_type"] == "autodrop"
+    trainer.save_model()
+    reloaded = torch.load(tmp_path / "training_args.bin", weights_only=False)
+    assert reloaded.lr_scheduler_type == "autodrop" and reloaded.autodrop_config() == AutoDropConfig.paper()
+    assert pickle.loads(pickle.dumps(args)).lr_scheduler_type.value == "autodrop"
+
+
+@pytest.mark.parametrize("route", ["autodrop_trainer", "stock_trainer"])
+def test_returned_metrics_are_the_trainers_own(tmp_path, route):
+    def build(with_autodrop):
+        if route == "autodrop_trainer":
+            schedule = "autodrop" if with_autodrop else "constant_with_warmup"
+            args = AutoDropTrainingArguments(**_values(tmp_path, lr_scheduler_type=schedule))
+            cls, callbacks = AutoDropTrainer, []
+        else:
+            args = TrainingArguments(**_values(tmp_path, lr_scheduler_type="constant_with_warmup"))
+            cls, callbacks = Trainer, ([AutoDropCallback()] if with_autodrop else [])
+        return cls(model=tiny_bert(), args=args, train_dataset=TokenParity(64), eval_dataset=TokenParity(32, seed=1),
+                   compute_metrics=_accuracy, callbacks=callbacks)  # fmt: skip
+
+    stock, with_autodrop = build(False), build(True)
+    stock_train, train = stock.train().metrics, with_autodrop.train().metrics
+    assert set(train) == set(stock_train) and not any(k.startswith("autodrop/") for k in train)
+    stock_eval, evaluation = stock.evaluate(), with_autodrop.evaluate()
+    assert set(evaluation) == set(stock_eval)
+    assert default_compute_objective(evaluation) == evaluation["eval_accuracy"]
+    assert any("autodrop/lr_scale" in entry for entry in with_autodrop.state.log_history)  # logged, not returned
+
+
+def test_a_stock_trainer_reports_autodrop_to_tensorboard_by_default(tmp_path, monkeypatch):
+    monkeypatch.setenv("TENSORBOARD_LOGGING_DIR", str(tmp_path / "tb"))
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    args = TrainingArguments(**_values(tmp_path, lr_scheduler_type="constant_with_warmup", report_to=["tensorboard"]))
+    trainer = Trainer(model=tiny_bert(), args=args, train_dataset=TokenParity(64), callbacks=[AutoDropCallback()])
+    assert isinstance(trainer.callback_handler.callbacks[0], AutoDropCallback)  # first, without reordering by hand
+    trainer.train()
+    tags = set(EventAccumulator(str(tmp_path / "tb")).Reload().Tags()["scalars"])
+    assert {"train/autodrop/lr_scale", "train/autodrop/num_drops", "train/autodrop/noise_floor"} <= tags
+
+
+def test_stock_training_arguments_pass_hyperparameters_through_lr_scheduler_kwargs(tmp_path):
+    kwargs = {"drop_factor": 0.5, "window_size": 3, "preset": "paper", "autodrop_min_lr": 1e-5}
+    args = TrainingArguments(**_values(tmp_path, lr_scheduler_type="cosine_with_min_lr",
+                                       lr_scheduler_kwargs={**kwargs, "min_lr": 1e-4}))  # fmt: skip
+    callback = AutoDropCallback()
+    with pytest.warns(UserWarning, match="multiply the 'cosine_with_min_lr' schedule"):
+        Trainer(model=tiny_bert(), args=args, train_dataset=TokenParity(64), callbacks=[callback]).train()
+    assert callback.autodrop.config == AutoDropConfig.paper(drop_factor=0.5, window_size=3, min_lr=1e-5)
+    assert args.lr_scheduler_kwargs == {"min_lr": 1e-4}  # the schedule's own argument stays with the schedule
+
+
+def test_the_multiplied_schedule_warning_points_at_the_users_line(tmp_path):
+    args = TrainingArguments(**_values(tmp_path, lr_scheduler_type="linear"))
+    trainer = Trainer(model=tiny_bert(), args=args, train_dataset=TokenParity(64), callbacks=[AutoDropCallback()])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        trainer.train()
+    (warning,) = [w for w in caught if "multiply" in str(w.message)]
+    assert warning.filename == __file__
+
+
+def test_clear_refusals(tmp_path):
+    args = AutoDropTrainingArguments(**_values(tmp_path, lr_scheduler_type="autodrop"))
+    with pytest.raises(ValueError, match=r"needs AutoDropTrainer .* or a script run with `autodrop-hf run`"):
+        Trainer(model=tiny_bert(), args=args, train_dataset=TokenParity(64), callbacks=[AutoDropCallback()])
+    stock = TrainingArguments(**_values(tmp_path, lr_scheduler_type="constant_with_warmup"))
+    with pytest.raises(ValueError, match="two AutoDropCallbacks"):
+        Trainer(model=tiny_bert(), args=stock, train_dataset=TokenParity(64),
+                callbacks=[AutoDropCallback(), AutoDropCallback()])  # fmt: skip

@@ -1,0 +1,85 @@
+"""Each private behaviour of Transformers the adapters rely on (autodrop_hf/hf/transformers_internals.py and
+the lr_scheduler_type swap of the training arguments), pinned so that a change in Transformers fails here."""
+
+import pytest
+from tiny import TokenParity, tiny_bert
+from transformers import Trainer, TrainerCallback, TrainingArguments
+from transformers.trainer_utils import SchedulerType
+
+from autodrop_hf import AutoDropTrainingArguments
+from autodrop_hf.hf.transformers_internals import current_log_entry, running_resume_checkpoint, running_trainer
+
+
+class Spy(TrainerCallback):
+    def __init__(self):
+        self.seen = {}
+
+    def on_init_end(self, args, state, control, **kwargs):
+        self.seen["trainer at init"] = running_trainer()
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.seen["checkpoint"] = running_resume_checkpoint()
+        self.seen["trainer at train"] = running_trainer()
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        entry = current_log_entry(state, logs)
+        self.seen.setdefault("entries", []).append((entry, dict(logs), entry is state.log_history[-1]))
+
+
+def _args(tmp_path, **overrides):
+    values = dict(output_dir=str(tmp_path), max_steps=6, per_device_train_batch_size=4, logging_steps=2,
+                  report_to=[], use_cpu=True, disable_tqdm=True, save_strategy="steps", save_steps=3)  # fmt: skip
+    return TrainingArguments(**{**values, **overrides})
+
+
+def test_callbacks_find_the_trainer_the_resumed_checkpoint_and_the_log_entry(tmp_path):
+    spy = Spy()
+    trainer = Trainer(model=tiny_bert(), args=_args(tmp_path / "a"), train_dataset=TokenParity(32), callbacks=[spy])
+    assert spy.seen["trainer at init"] is trainer
+    trainer.train()
+    assert spy.seen["checkpoint"] is None and spy.seen["trainer at train"] is trainer
+    entries = spy.seen["entries"]
+    assert entries and all(is_last and entry is not None for entry, _, is_last in entries)
+    assert all({**logs, "step": entry["step"]} == entry for entry, logs, _ in entries)
+
+    # resume from a folder outside output_dir: the path reaches the callback as given
+    spy = Spy()
+    trainer = Trainer(model=tiny_bert(), args=_args(tmp_path / "b"), train_dataset=TokenParity(32), callbacks=[spy])
+    trainer.train(resume_from_checkpoint=str(tmp_path / "a/checkpoint-3"))
+    assert spy.seen["checkpoint"] == str(tmp_path / "a/checkpoint-3")
+    # True: the Trainer resolves the last checkpoint of output_dir before the loop
+    spy = Spy()
+    trainer = Trainer(model=tiny_bert(), args=_args(tmp_path / "a"), train_dataset=TokenParity(32), callbacks=[spy])
+    trainer.train(resume_from_checkpoint=True)
+    assert spy.seen["checkpoint"] == str(tmp_path / "a/checkpoint-6")
+
+
+def test_outside_a_trainer_nothing_is_found():
+    assert running_trainer() is None and running_resume_checkpoint() is None
+
+
+def test_log_history_entry_is_appended_before_on_log_and_logs_is_the_returned_metrics(tmp_path):
+    class AddKey(TrainerCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            logs["added"] = 1.0
+
+    trainer = Trainer(model=tiny_bert(), args=_args(tmp_path, save_strategy="no"), train_dataset=TokenParity(32),
+                      eval_dataset=TokenParity(16, seed=1), callbacks=[AddKey()])  # fmt: skip
+    metrics = trainer.evaluate()
+    assert metrics["added"] == 1.0  # the dict on_log gets is the one evaluate() returns
+    assert "added" not in trainer.state.log_history[-1]  # the history holds a copy made before on_log
+
+
+def test_the_parent_post_init_needs_a_scheduler_type_and_the_trainer_rebuilds_its_own_scheduler(tmp_path):
+    with pytest.raises(ValueError, match="autodrop"):
+        TrainingArguments(str(tmp_path), lr_scheduler_type="autodrop")  # why the mixin swaps the name around it
+    assert TrainingArguments(str(tmp_path), lr_scheduler_type="linear").lr_scheduler_type is SchedulerType.LINEAR
+    args = AutoDropTrainingArguments(str(tmp_path), lr_scheduler_type="autodrop")
+    assert args.lr_scheduler_type == "autodrop" and args.lr_scheduler_type.value == "autodrop"
+
+    trainer = Trainer(model=tiny_bert(), args=_args(tmp_path, save_strategy="no"), train_dataset=TokenParity(32))
+    trainer.train()
+    assert trainer._created_lr_scheduler is True  # set for the schedules it builds: rebuilt at the next train()
+    first = trainer.lr_scheduler
+    trainer.train()
+    assert trainer.lr_scheduler is not first
