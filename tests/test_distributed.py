@@ -89,14 +89,16 @@ def test_trainer_ddp_matches_one_process_and_resumes(tmp_path):
         assert {s: lr for s, lr in first["lrs"].items() if int(s) > 21} == record["lrs"]
 
 
-def accelerate_launch(script, *arguments):
-    """``accelerate launch`` with 2 CPU processes (``--multi_gpu`` starts them; ``--cpu`` would start one)."""
+def accelerate_launch(script, *arguments, module=None):
+    """``accelerate launch`` with 2 CPU processes (``--multi_gpu`` starts them; ``--cpu`` would start one);
+    with ``module``, ``accelerate launch -m module script ...``."""
+    target = [str(Path(__file__).parents[1] / script)] if module is None else ["-m", module, str(script)]
     command = [
         sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
         "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-        str(Path(__file__).parents[1] / script), *map(str, arguments), "--use_cpu", "true",
+        *target, *map(str, arguments), "--use_cpu", "true",
     ]  # fmt: skip
-    env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1")
+    env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
     result = run_processes(command, env)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
 
@@ -137,3 +139,21 @@ def test_run_translation_under_accelerate_launch(tmp_path):
     assert results["optimizer_steps"] == 6 and results["eval_bleu"] is not None
     # two processes of batch 8: 6 steps see 96 of the 64 pairs
     assert json.loads((tmp_path / "out/trainer_state.json").read_text())["epoch"] == pytest.approx(96 / 64)
+
+
+def test_an_unchanged_hugging_face_script_under_accelerate_launch_with_the_launcher(tmp_path):
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_glue_example import WORDS
+    from test_launcher import SCRIPT, _data
+    from tiny import save_tiny_model_dir
+
+    model = save_tiny_model_dir(tmp_path / "model", WORDS)
+    accelerate_launch(
+        SCRIPT, "--model_name_or_path", model, *_data(tmp_path / "data"), "--output_dir", tmp_path / "out",
+        "--do_train", "--max_steps", 16, "--per_device_train_batch_size", 4, "--report_to", "none",
+        "--lr_scheduler_type", "autodrop", "--autodrop_window_size", 1, "--autodrop_buffer_size", 3,
+        "--save_strategy", "no", "--disable_tqdm", "true", module="autodrop_hf.run",
+    )  # fmt: skip
+    history = [json.loads(line) for line in (tmp_path / "out/autodrop_history.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in history][-1] <= 16 and sum(r["statistic"] is not None for r in history) >= 3
+    assert json.loads((tmp_path / "out/trainer_state.json").read_text())["epoch"] == pytest.approx(16 * 8 / 96)

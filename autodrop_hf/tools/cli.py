@@ -6,9 +6,30 @@ import argparse
 from collections.abc import Sequence
 
 
+def _at_least(minimum: int):
+    """An argparse type: an integer >= ``minimum``, or a message naming what to give."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {value}")
+        return value
+
+    return parse
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="autodrop-hf", description="AutoDrop tools.")
     commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser(
+        "run",
+        help="run a Trainer-based script unchanged, with --lr_scheduler_type autodrop and the --autodrop_* flags",
+    )
+    run.add_argument("script", help="the script, as you would give it to python")
+    run.add_argument("arguments", nargs=argparse.REMAINDER, help="the script's own arguments")
     plot = commands.add_parser(
         "plot", help="draw LR, angular velocity, loss and eval metrics of a Trainer run into a PNG"
     )
@@ -18,11 +39,17 @@ def main(argv: Sequence[str] | None = None) -> None:
         "nqm", help="the paper's noisy quadratic model: Figures 1-2, Theorem 3.2 and Eq. 38 checked"
     )
     nqm.add_argument("--output", default="nqm", help="folder for figures and nqm_results.json (default: nqm)")
-    nqm.add_argument("--steps", type=int, default=3000, help="iterations of the Figure 1-2 runs")
-    nqm.add_argument("--theorem_steps", type=int, default=20_000, help="stationary iterations per lr for Thm 3.2")
+    nqm.add_argument("--steps", type=_at_least(100), default=3000, help="iterations of the Figure 1-2 runs (>= 100)")
+    nqm.add_argument(
+        "--theorem_steps", type=_at_least(100), default=20_000, help="stationary iterations per lr for Thm 3.2 (>= 100)"
+    )
     nqm.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    if args.command == "nqm":
+    if args.command == "run":
+        from ..hf.launcher import run_script
+
+        run_script(args.script, args.arguments)
+    elif args.command == "nqm":
         from ..paper.nqm_experiment import run
 
         run(args.output, steps=args.steps, seed=args.seed, theorem_steps=args.theorem_steps)

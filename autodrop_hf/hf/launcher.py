@@ -1,0 +1,53 @@
+"""``autodrop-hf run SCRIPT [ARGS...]``: any Trainer-based script, unchanged, with AutoDrop available.
+
+Before the script runs, the names a script imports from ``transformers`` are pointed at AutoDrop's
+subclasses: ``TrainingArguments`` / ``Seq2SeqTrainingArguments`` accept ``--lr_scheduler_type autodrop``
+and the ``--autodrop_*`` flags (``--help`` lists them), and ``Trainer`` / ``Seq2SeqTrainer`` build the
+schedule and its callback. Every other scheduler name behaves exactly as before. The script then runs as
+``python SCRIPT ARGS`` would run it (``__name__ == "__main__"``, ``sys.argv``, its folder on ``sys.path``).
+
+Several processes: ``accelerate launch -m autodrop_hf.run SCRIPT ARGS`` or
+``torchrun --nproc_per_node N -m autodrop_hf.run SCRIPT ARGS``.
+"""
+
+from __future__ import annotations
+
+import runpy
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+
+def install() -> None:
+    """Point ``transformers.TrainingArguments``, ``Seq2SeqTrainingArguments``, ``Trainer`` and
+    ``Seq2SeqTrainer`` at AutoDrop's subclasses, for every later ``from transformers import ...``."""
+    import transformers.trainer  # noqa: F401  (this import replaces sys.modules["transformers"]: patch after it)
+
+    from .trainer import AutoDropSeq2SeqTrainer, AutoDropTrainer
+    from .training_args import AutoDropSeq2SeqTrainingArguments, AutoDropTrainingArguments
+
+    module = sys.modules["transformers"]
+    module.TrainingArguments = AutoDropTrainingArguments
+    module.Seq2SeqTrainingArguments = AutoDropSeq2SeqTrainingArguments
+    module.Trainer = AutoDropTrainer
+    module.Seq2SeqTrainer = AutoDropSeq2SeqTrainer
+
+
+def run_script(script: str | Path, arguments: Sequence[str]) -> None:
+    """Run ``script`` as ``python script arguments`` would, with AutoDrop installed."""
+    path = Path(script)
+    if not path.is_file():
+        raise SystemExit(f"autodrop-hf run: {script}: no such file.")
+    install()
+    sys.argv = [str(path), *arguments]
+    sys.path.insert(0, str(path.resolve().parent))
+    runpy.run_path(str(path), run_name="__main__")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """``python -m autodrop_hf.run SCRIPT [ARGS...]``."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(__doc__.strip().split("\n\n")[0] + "\n\nusage: autodrop-hf run SCRIPT [ARGS...]")
+        raise SystemExit(0 if argv else 2)
+    run_script(argv[0], argv[1:])

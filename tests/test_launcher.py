@@ -1,0 +1,90 @@
+"""`autodrop-hf run`: a Trainer-based Hugging Face script, byte for byte unchanged, runs with AutoDrop."""
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from test_glue_example import WORDS
+from tiny import save_tiny_model_dir
+
+SCRIPT = Path(__file__).parent / "hf_scripts" / "run_classification.py"
+TIMEOUT = 240
+
+
+def _data(folder: Path) -> list[str]:
+    folder.mkdir(parents=True, exist_ok=True)
+    for split, size in (("train", 96), ("validation", 24)):
+        with open(folder / f"{split}.csv", "w", newline="") as file:
+            writer = csv.writer(file)
+            writer.writerow(["sentence", "label"])
+            for i in range(size):
+                words = [WORDS[(i * 7 + j * 3) % len(WORDS)] for j in range(6)]
+                writer.writerow([" ".join(words), int(i % 3 != 0)])
+    return ["--train_file", str(folder / "train.csv"), "--validation_file", str(folder / "validation.csv")]
+
+
+def _run(command: list[str], tmp_path: Path) -> subprocess.CompletedProcess:
+    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", OMP_NUM_THREADS="1",
+               HF_DATASETS_CACHE=str(tmp_path / "cache"))  # fmt: skip
+    try:
+        return subprocess.run(command, capture_output=True, text=True, env=env, timeout=TIMEOUT)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"{' '.join(command[:4])} did not finish within {TIMEOUT} s")
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    return save_tiny_model_dir(tmp_path_factory.mktemp("model"), WORDS)
+
+
+def _arguments(tmp_path, model_dir):
+    return [
+        "--model_name_or_path", model_dir, *_data(tmp_path / "data"), "--output_dir", str(tmp_path / "out"),
+        "--do_train", "--do_eval", "--max_steps", "24", "--per_device_train_batch_size", "8", "--learning_rate",
+        "1e-3", "--warmup_steps", "2", "--logging_steps", "4", "--report_to", "none", "--save_strategy", "no",
+        "--use_cpu", "true", "--disable_tqdm", "true",
+    ]  # fmt: skip
+
+
+def test_the_script_is_hugging_faces_and_knows_nothing_of_autodrop():
+    text = SCRIPT.read_text()
+    assert "autodrop" not in text.lower()
+    assert "HfArgumentParser((ModelArguments, DataTrainingArguments, TrainingArguments))" in text
+    assert "trainer.create_model_card(**kwargs)" in text
+
+
+def test_without_the_launcher_the_script_refuses_autodrop(tmp_path, model_dir):
+    result = _run([sys.executable, str(SCRIPT), *_arguments(tmp_path, model_dir), "--lr_scheduler_type", "autodrop"],
+                  tmp_path)  # fmt: skip
+    assert result.returncode == 2 and "invalid choice: 'autodrop'" in result.stderr
+
+
+def test_the_launcher_runs_the_unchanged_script_with_autodrop(tmp_path, model_dir):
+    command = [sys.executable, "-m", "autodrop_hf.run", str(SCRIPT), *_arguments(tmp_path, model_dir)]
+    command += ["--lr_scheduler_type", "autodrop", "--autodrop_window_size", "1", "--autodrop_buffer_size", "3",
+                "--lr_scheduler_kwargs", '{"drop_factor": 0.5}']  # fmt: skip
+    result = _run(command, tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = tmp_path / "out"
+    history = [json.loads(line) for line in (out / "autodrop_history.jsonl").read_text().splitlines()]
+    drops = [r["step"] for r in history if r["dropped"]]
+    assert drops and history[0]["noise_floor"] == pytest.approx(25.84, abs=0.01)  # AdamW, window 1
+    log = json.loads((out / "trainer_state.json").read_text())["log_history"]
+    assert all("autodrop/lr_scale" in entry for entry in log if "loss" in entry)
+    assert log[-1]["autodrop/num_drops"] == len(drops)
+    assert not any("autodrop" in key for key in json.loads((out / "all_results.json").read_text()))
+    assert "lr_scheduler_type: autodrop" in (out / "README.md").read_text()  # the model card
+    assert json.loads((out / "eval_results.json").read_text())["eval_samples"] == 24
+
+
+def test_the_launchers_help_lists_autodrop(tmp_path):
+    result = _run([sys.executable, "-m", "autodrop_hf.tools.cli", "run", str(SCRIPT), "--help"], tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "--autodrop_window_size" in result.stdout and "--autodrop_preset" in result.stdout
+    assert "autodrop" in result.stdout.split("--lr_scheduler_type")[1][:300]
+    missing = _run([sys.executable, "-m", "autodrop_hf.run", str(tmp_path / "nowhere.py")], tmp_path)
+    assert missing.returncode == 1 and "nowhere.py: no such file" in missing.stderr
