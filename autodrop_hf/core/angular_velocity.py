@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import enum
 import math
-import warnings
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import torch
 from torch import Tensor, nn
+
+from .user_warnings import warn
 
 #: The paper's ε in ``cos = <a, b> / (‖a‖‖b‖ + ε)``. Zero displacements never reach the formula
 #: (their window is skipped), so ε only guards the division and is far below any real product.
@@ -263,11 +264,10 @@ class WindowedAngularVelocity:
     def _skip_window(self, norm_sq: float) -> None:
         if not self._warned_skip:
             reason = "is zero (the parameters did not move)" if norm_sq == 0.0 else "is not finite"
-            warnings.warn(
+            warn(
                 f"AutoDrop: the displacement of the window-averaged parameters {reason}; "
                 "skipping this window (this warning is shown once).",
                 RuntimeWarning,
-                stacklevel=5,
             )
             self._warned_skip = True
         for b in self.buffers:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import math
 import numbers
-import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -22,7 +21,8 @@ from .config import UNKNOWN_HORIZON_DROP_FACTOR, AutoDropConfig
 from .history import append_record
 from .noise_floor import MomentumFilter, momentum_filter, noise_floor
 from .saturation import NoiseFloorTest, SaturationResult, SmoothedChangeTest
-from .scheduler import apply_lr_scales, lr_scales_of, unwrap_scheduler
+from .scheduler import apply_lr_scales, check_scheduler, lr_scales_of, unwrap_scheduler
+from .user_warnings import warn
 
 logger = logging.getLogger("autodrop_hf")
 
@@ -90,11 +90,8 @@ class AutoDrop:
         self.config = config if config is not None else AutoDropConfig()
         if not isinstance(self.config, AutoDropConfig):
             raise TypeError(f"config must be an AutoDropConfig, got {type(self.config).__name__}.")
-        if scheduler is not None and not hasattr(unwrap_scheduler(scheduler), "optimizer"):
-            raise TypeError(
-                f"scheduler must be a learning-rate scheduler (with an .optimizer), got {type(scheduler).__name__}: "
-                "pass an AutoDropLR, a torch.optim.lr_scheduler scheduler, or None."
-            )
+        if scheduler is not None:
+            check_scheduler(scheduler)
         self.scheduler = scheduler
         self.num_training_steps = _optional_count("num_training_steps", num_training_steps, minimum=1)
         self.num_warmup_steps = _optional_count("num_warmup_steps", num_warmup_steps, minimum=0)
@@ -116,6 +113,7 @@ class AutoDrop:
         self.drops: list[int] = []
         self.last_record: dict[str, Any] | None = None
         self._said_no_signal = False
+        self._warn_if_the_run_is_too_short()
 
     # ----------------------------------------------------------------------------------- set-up
     def _momentum(self, momentum: float | MomentumFilter | None) -> MomentumFilter | None:
@@ -175,6 +173,25 @@ class AutoDrop:
         if self.config.saturation_test == "smoothed_change":
             return SmoothedChangeTest(self.config.buffer_size, self.config.threshold)
         return NoiseFloorTest(self.config.buffer_size, self.noise_floor, self.config.drift_z)
+
+    def _warn_if_the_run_is_too_short(self) -> None:
+        """Say at the start when the planned run cannot give an angle, or a decision, at this window size."""
+        if self.num_training_steps is None:
+            return
+        warmup = self.num_warmup_steps
+        if warmup is None:
+            warmup = getattr(unwrap_scheduler(self.scheduler), "num_warmup_steps", 0)
+        observed = self.num_training_steps - warmup
+        k, m = self.window_size, self.config.buffer_size
+        windows_to_decide = 2 + m + (self.config.saturation_test == "smoothed_change")
+        if observed >= windows_to_decide * k:
+            return
+        what = "an angle" if observed < 3 * k else "a decision"
+        warn(
+            f"AutoDrop cannot give {what} in this run: {observed} optimizer steps after warm-up, and at "
+            f"window_size={k} the first angle needs {3 * k} and the first decision {windows_to_decide * k}. Use a "
+            "smaller window_size (or buffer_size), or 'auto'."
+        )
 
     # ------------------------------------------------------------------------------- the loop
     def step(self) -> bool:
@@ -355,11 +372,10 @@ class AutoDrop:
         if state["parameters"] != [list(p.shape) for p in self.angular_velocity.params]:
             changed.append("the watched parameters (another model, or other trainable tensors)")
         if changed:
-            warnings.warn(
+            warn(
                 f"AutoDrop state from a run with other settings ({'; '.join(changed)}): resuming with a fresh "
                 f"detector and the saved learning-rate scale {values['scale']:.6g}.",
                 UserWarning,
-                stacklevel=2,
             )
             self.num_steps = values["num_steps"]
             self._set_scale(values["scale"])

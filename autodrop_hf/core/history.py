@@ -18,9 +18,10 @@ A crash in the middle of a write leaves a partial last line: readers drop it wit
 from __future__ import annotations
 
 import json
-import warnings
 from pathlib import Path
 from typing import Any
+
+from .user_warnings import warn
 
 #: File name of the history in a Trainer's ``output_dir``.
 HISTORY_FILE = "autodrop_history.jsonl"
@@ -46,10 +47,9 @@ def read_history(path: str | Path) -> list[dict[str, Any]]:
         except json.JSONDecodeError as error:
             if any(rest.strip() for rest in lines[number:]):
                 raise ValueError(f"{path}, line {number}: not a JSON record ({error}).") from None
-            warnings.warn(
+            warn(
                 f"{path}: the last line is incomplete (a run stopped while writing it); it is left out.",
                 UserWarning,
-                stacklevel=2,
             )
     return records
 

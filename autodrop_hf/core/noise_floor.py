@@ -25,11 +25,12 @@ simulation of the optimizers themselves.
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass
 from typing import Any
 
 import torch
+
+from .user_warnings import warn
 
 
 @dataclass(frozen=True)
@@ -153,10 +154,9 @@ def momentum_filter(optimizer: Any) -> MomentumFilter:
         assumption = f"heavy-ball momentum {beta} (param_groups[0]['{key}']{'[0]' if key == 'betas' else ''})"
     else:
         beta, assumption = 0.0, "no momentum"
-    warnings.warn(
+    warn(
         f"AutoDrop does not know how {name} filters gradient noise; it assumes {assumption} for the "
         "angle's noise floor. Pass AutoDrop(..., momentum=β) if that is wrong.",
         UserWarning,
-        stacklevel=3,
     )
     return MomentumFilter.heavy_ball(beta, f"{name}: assumed")

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from torch.optim import Optimizer
-from torch.optim.lr_scheduler import LRScheduler
+from torch.optim.lr_scheduler import CosineAnnealingLR, CosineAnnealingWarmRestarts, LRScheduler, OneCycleLR
 
 
 class AutoDropLR(LRScheduler):
@@ -62,15 +62,43 @@ def unwrap_scheduler(scheduler: Any) -> Any:
     return scheduler
 
 
+def check_scheduler(scheduler: Any) -> None:
+    """Refuse, with what to use instead, a scheduler a drop cannot act on exactly.
+
+    Every scheduler of ``torch.optim.lr_scheduler`` and every Hugging Face schedule carries drops
+    (:func:`apply_lr_scales`), except the cosine schedules of PyTorch with ``eta_min > 0``: their value is
+    not proportional to their base learning rate.
+    """
+    inner = unwrap_scheduler(scheduler)
+    if not hasattr(inner, "optimizer"):
+        raise TypeError(
+            f"scheduler must be a learning-rate scheduler (with an .optimizer), got {type(scheduler).__name__}: "
+            "pass an AutoDropLR, a torch.optim.lr_scheduler scheduler, or None."
+        )
+    for child in _children(inner):
+        if isinstance(child, CosineAnnealingLR | CosineAnnealingWarmRestarts) and child.eta_min != 0:
+            raise ValueError(
+                f"AutoDrop cannot scale {type(child).__name__} with eta_min={child.eta_min}: its learning rate is "
+                "not proportional to its base. Use eta_min=0 and AutoDropConfig(min_lr=...) as the floor."
+            )
+
+
+def _children(scheduler: Any) -> list[Any]:
+    """The scheduler and, for ``SequentialLR`` / ``ChainedScheduler``, the schedulers it runs."""
+    return [scheduler, *(c for child in getattr(scheduler, "_schedulers", ()) for c in _children(child))]
+
+
 def apply_lr_scales(scheduler: Any, old_scales: Sequence[float], new_scales: Sequence[float]) -> None:
     """Make a scheduler produce ``new / old`` times the learning rate of each group, from now on.
 
-    :class:`AutoDropLR` (or anything with ``set_lr_scale``) is told the scales. Any other scheduler has
-    its optimizer's current learning rates multiplied (schedules that update the current value, such
-    as ``ReduceLROnPlateau``, keep the drop from there) and its ``base_lrs`` set to
-    ``initial_lr · new_scale`` (closed-form schedules such as ``LambdaLR``, which every Hugging Face
-    schedule but ``reduce_lr_on_plateau`` and ``greedy`` is, keep it too). The scales are then
-    recoverable from the scheduler's own state: ``base_lrs[i] / initial_lr``.
+    :class:`AutoDropLR` (or anything with ``set_lr_scale``) is told the scales. Any other scheduler has its
+    optimizer's current learning rates multiplied (what the chainable schedules of PyTorch and
+    ``ReduceLROnPlateau`` compute from) and every value it computes learning rates from: ``base_lrs`` (set to
+    ``initial_lr · new_scale``: closed-form schedules such as ``LambdaLR``, which every Hugging Face schedule
+    but ``reduce_lr_on_plateau`` and ``greedy`` is), ``max_lrs`` (``CyclicLR``), the ``initial_lr``,
+    ``max_lr`` and ``min_lr`` of each group (``OneCycleLR``), the floors and ceilings of ``ReduceLROnPlateau``
+    and ``GreedyLR``; ``SequentialLR`` and ``ChainedScheduler`` pass it to the schedulers they run. The
+    scales are then recoverable from a ``base_lrs`` schedule's own state: ``base_lrs[i] / initial_lr``.
     """
     scheduler = unwrap_scheduler(scheduler)
     if hasattr(scheduler, "set_lr_scale"):
@@ -78,13 +106,29 @@ def apply_lr_scales(scheduler: Any, old_scales: Sequence[float], new_scales: Seq
         return
     groups = scheduler.optimizer.param_groups
     factors = [new / old if old > 0 else 0.0 for old, new in zip(old_scales, new_scales, strict=True)]
+    one_cycle = any(isinstance(child, OneCycleLR) for child in _children(scheduler))
     for group, factor in zip(groups, factors, strict=True):
         group["lr"] = group["lr"] * factor
+        if one_cycle:
+            for key in ("initial_lr", "max_lr", "min_lr"):
+                group[key] = group[key] * factor
+    for child in _children(scheduler):
+        _scale_values(child, groups, factors, new_scales, one_cycle)
+
+
+def _scale_values(
+    scheduler: Any, groups: list[dict], factors: list[float], scales: Sequence[float], one_cycle: bool
+) -> None:
+    """Scale what one scheduler computes learning rates from (not the optimizer's current values)."""
     if hasattr(scheduler, "base_lrs"):
         scheduler.base_lrs = [
-            group["initial_lr"] * new if "initial_lr" in group else base_lr * factor
-            for group, base_lr, new, factor in zip(groups, scheduler.base_lrs, new_scales, factors, strict=True)
+            group["initial_lr"] * scale if "initial_lr" in group and not one_cycle else base * factor
+            for group, base, scale, factor in zip(groups, scheduler.base_lrs, scales, factors, strict=True)
         ]
+    for name in ("max_lrs", "min_lrs", "_init_lrs"):  # CyclicLR; ReduceLROnPlateau, GreedyLR
+        values = getattr(scheduler, name, None)
+        if isinstance(values, list) and len(values) == len(factors):
+            setattr(scheduler, name, [value * factor for value, factor in zip(values, factors, strict=True)])
     if hasattr(scheduler, "_last_lr"):
         scheduler._last_lr = [group["lr"] for group in groups]
 

@@ -17,6 +17,15 @@ class GlueDataError(ValueError):
     """A GLUE file that is missing or does not have its task's layout."""
 
 
+def not_utf8(data: bytes, error: UnicodeDecodeError) -> str:
+    """What to tell about a file that is not UTF-8 text, guessing its encoding from the first bytes."""
+    guess = "UTF-16" if data[:2] in (b"\xff\xfe", b"\xfe\xff") else "Latin-1 or another 8-bit code page"
+    return (
+        f"not UTF-8 text (byte {error.start}: {error.reason}); it looks like {guess}. The files must be UTF-8: "
+        f"convert it, e.g. `iconv -f {'UTF-16' if guess == 'UTF-16' else 'LATIN1'} -t UTF-8`."
+    )
+
+
 @dataclass(frozen=True)
 class GlueTask:
     """Where a task's columns and labels are in its TSV files."""
@@ -101,8 +110,11 @@ def read_glue_tsv(path: str | Path, task: GlueTask) -> dict[str, list]:
     path = Path(path)
     if not path.is_file():
         raise GlueDataError(f"{path}: file not found (task {task.name} needs {task.folder}/train.tsv and dev).")
-    with open(path, encoding="utf-8-sig", newline="") as handle:
-        rows = list(csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE))
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as handle:
+            rows = list(csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE))
+    except UnicodeDecodeError as error:
+        raise GlueDataError(f"{path}: {not_utf8(path.read_bytes(), error)}") from None
     if task.has_header:
         if not rows:
             raise GlueDataError(f"{path}: empty file, expected a header line for task {task.name}.")

@@ -16,6 +16,19 @@ class TranslationDataError(ValueError):
     """Parallel data that is missing, empty, misaligned or lacks a language."""
 
 
+def _read_utf8(path: Path) -> str:
+    """The text of a UTF-8 file; a file in another encoding is refused with its name and what to do."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        guess = "UTF-16" if data[:2] in (b"\xff\xfe", b"\xfe\xff") else "Latin-1 or another 8-bit code page"
+        raise TranslationDataError(
+            f"{path}: not UTF-8 text (byte {error.start}: {error.reason}); it looks like {guess}. "
+            "The files must be UTF-8: convert it, e.g. with iconv."
+        ) from None
+
+
 def read_parallel_text(directory: str | Path, split: str, source_lang: str, target_lang: str) -> list[dict]:
     """``DIR/{split}.{source_lang}`` and ``DIR/{split}.{target_lang}`` as ``[{"de": ..., "en": ...}]``."""
     paths = [Path(directory) / f"{split}.{lang}" for lang in (source_lang, target_lang)]
@@ -23,7 +36,7 @@ def read_parallel_text(directory: str | Path, split: str, source_lang: str, targ
     for path in paths:
         if not path.is_file():
             raise TranslationDataError(f"{path}: file not found.")
-        text = path.read_text(encoding="utf-8").split("\n")
+        text = _read_utf8(path).split("\n")
         if text and text[-1] == "":
             text.pop()  # the final newline
         if not text:
@@ -45,7 +58,7 @@ def read_translation_jsonl(path: str | Path, source_lang: str, target_lang: str)
     if not path.is_file():
         raise TranslationDataError(f"{path}: file not found.")
     pairs = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for number, line in enumerate(_read_utf8(path).splitlines(), start=1):
         if not line.strip():
             continue
         try:

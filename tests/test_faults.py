@@ -1,0 +1,263 @@
+"""The fault matrix: each fault gets the right result or a clear error.
+
+Faults tested elsewhere, named here so that the matrix is complete (README, "Faults and what happens"):
+a hung rank at exit (test_distributed.py: the DDP teardown; test_a_hung_rank_is_named_and_every_process_is_killed),
+resume from a checkpoint in another folder (test_trainer.py::test_resume_mid_window_is_exact), learning-rate floors
+per group, resuming with changed settings or an invalid state, parameters that become trainable, the meta device
+(test_autodrop.py).
+"""
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import transformers
+from tiny import TokenParity, tiny_bert
+from torch.optim import lr_scheduler as torch_schedulers
+from transformers import Trainer, TrainingArguments
+from transformers.trainer_utils import SchedulerType
+
+from autodrop_hf import AutoDrop, AutoDropCallback, AutoDropConfig, AutoDropTrainer, AutoDropTrainingArguments
+from autodrop_hf.core.history import read_history, truncate_history
+from autodrop_hf.core.scheduler import apply_lr_scales
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "examples" / "glue"))
+sys.path.insert(0, str(Path(__file__).parents[1] / "examples" / "translation"))
+from glue_data import GlueDataError, read_glue_dir
+from translation_data import TranslationDataError, read_parallel_text
+
+# ----------------------------------------------------------------------------- 3. every scheduler carries a drop
+STEPS, DROPS = 40, {6: 0.5, 13: 0.8, 25: 0.5}  # step -> factor of the drop made after that step
+
+
+def _torch(name):
+    return {
+        "LambdaLR": lambda o: torch_schedulers.LambdaLR(o, lambda t: 1 / (1 + t)),
+        "MultiplicativeLR": lambda o: torch_schedulers.MultiplicativeLR(o, lambda t: 0.97),
+        "StepLR": lambda o: torch_schedulers.StepLR(o, step_size=5, gamma=0.7),
+        "MultiStepLR": lambda o: torch_schedulers.MultiStepLR(o, milestones=[8, 20], gamma=0.3),
+        "ConstantLR": lambda o: torch_schedulers.ConstantLR(o, factor=0.5, total_iters=10),
+        "LinearLR": lambda o: torch_schedulers.LinearLR(o, start_factor=0.2, total_iters=15),
+        "ExponentialLR": lambda o: torch_schedulers.ExponentialLR(o, gamma=0.95),
+        "PolynomialLR": lambda o: torch_schedulers.PolynomialLR(o, total_iters=50, power=2.0),
+        "CosineAnnealingLR": lambda o: torch_schedulers.CosineAnnealingLR(o, T_max=15),
+        "CosineAnnealingWarmRestarts": lambda o: torch_schedulers.CosineAnnealingWarmRestarts(o, T_0=9, T_mult=2),
+        "CyclicLR": lambda o: torch_schedulers.CyclicLR(o, base_lr=[0.01, 0.001], max_lr=[0.1, 0.05], step_size_up=7),
+        "OneCycleLR": lambda o: torch_schedulers.OneCycleLR(o, max_lr=[0.3, 0.1], total_steps=STEPS + 1),
+        "SequentialLR": lambda o: torch_schedulers.SequentialLR(
+            o, [torch_schedulers.LinearLR(o, 0.1, total_iters=10), torch_schedulers.ExponentialLR(o, 0.9)], [10]
+        ),
+        "ChainedScheduler": lambda o: torch_schedulers.ChainedScheduler(
+            [torch_schedulers.ExponentialLR(o, 0.97), torch_schedulers.StepLR(o, 7, 0.5)]
+        ),
+        "ReduceLROnPlateau": lambda o: torch_schedulers.ReduceLROnPlateau(o, patience=2, factor=0.5, min_lr=1e-3),
+    }[name]
+
+
+def _hugging_face(name):
+    kwargs = {"cosine_with_min_lr": {"min_lr": 1e-3}, "cosine_warmup_with_min_lr": {"min_lr_rate": 0.1},
+              "warmup_stable_decay": {"num_decay_steps": 10}, "reduce_lr_on_plateau": {"patience": 2},
+              "greedy": {"patience": 2, "min_lr": 1e-4}}.get(name, {})  # fmt: skip
+    return lambda o: transformers.get_scheduler(name, o, 4, STEPS, scheduler_specific_kwargs=kwargs)
+
+
+TORCH_SCHEDULERS = sorted(
+    name
+    for name, value in vars(torch_schedulers).items()
+    if isinstance(value, type) and issubclass(value, torch_schedulers.LRScheduler | torch_schedulers.ReduceLROnPlateau)
+    and not name.startswith("_") and name != "LRScheduler"
+)  # fmt: skip
+
+
+def test_the_matrix_covers_every_scheduler_torch_has():
+    for name in TORCH_SCHEDULERS:
+        _torch(name)  # a KeyError names a scheduler torch added and this matrix lacks
+
+
+def _learning_rates(make, with_drops):
+    torch.manual_seed(0)
+    params = [torch.nn.Parameter(torch.zeros(2)), torch.nn.Parameter(torch.zeros(2))]
+    optimizer = torch.optim.SGD([{"params": params[:1], "lr": 0.1}, {"params": params[1:], "lr": 0.05}], momentum=0.9)
+    scheduler = make(optimizer)
+    scales, rates = [1.0, 1.0], []
+    for step in range(1, STEPS + 1):
+        optimizer.step()
+        if isinstance(scheduler, torch_schedulers.ReduceLROnPlateau | transformers.optimization.GreedyLR):
+            scheduler.step(1.0 if step < 20 else 0.5 ** (step - 19))  # a plateau, then progress
+        else:
+            scheduler.step()
+        if with_drops and step in DROPS:
+            # the second group is at its floor after the second drop
+            new = [scales[0] * DROPS[step], scales[1] * DROPS[step] if step < 20 else scales[1]]
+            apply_lr_scales(scheduler, scales, new)
+            scales = new
+        rates.append(([group["lr"] for group in optimizer.param_groups], list(scales)))
+    return rates
+
+
+@pytest.mark.parametrize(
+    "make",
+    [_torch(name) for name in TORCH_SCHEDULERS] + [_hugging_face(s.value) for s in SchedulerType],
+    ids=[*TORCH_SCHEDULERS, *(f"hf-{s.value}" for s in SchedulerType)],
+)
+def test_a_drop_multiplies_every_scheduler_exactly(make):
+    reference = _learning_rates(make, with_drops=False)
+    dropped = _learning_rates(make, with_drops=True)
+    for step, ((free, _), (rates, scales)) in enumerate(zip(reference, dropped, strict=True), start=1):
+        for group in range(2):
+            assert rates[group] == pytest.approx(free[group] * scales[group], rel=1e-9, abs=1e-15), (step, group)
+    assert dropped[-1][1] != [1.0, 1.0]
+
+
+def test_schedulers_a_drop_cannot_scale_exactly_are_refused():
+    params = [torch.nn.Parameter(torch.zeros(2))]
+    optimizer = torch.optim.SGD(params, lr=0.1)
+    for scheduler in (
+        torch_schedulers.CosineAnnealingLR(optimizer, T_max=10, eta_min=1e-3),
+        torch_schedulers.SequentialLR(
+            optimizer,
+            [
+                torch_schedulers.ConstantLR(optimizer),
+                torch_schedulers.CosineAnnealingWarmRestarts(optimizer, 5, eta_min=1e-4),
+            ],
+            [3],
+        ),
+    ):
+        with pytest.raises(ValueError, match=r"eta_min=0 and AutoDropConfig\(min_lr=\.\.\.\)"):
+            AutoDrop(params, AutoDropConfig(), scheduler)
+    for not_a_scheduler in (optimizer, object(), "linear"):
+        with pytest.raises(TypeError, match="scheduler must be a learning-rate scheduler"):
+            AutoDrop(params, AutoDropConfig(), not_a_scheduler)
+
+
+def test_a_trainer_given_its_own_scheduler_keeps_every_drop(tmp_path):
+    model = tiny_bert()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    one_cycle = torch_schedulers.OneCycleLR(optimizer, max_lr=1e-3, total_steps=60)
+    args = TrainingArguments(str(tmp_path), max_steps=60, per_device_train_batch_size=8, report_to=[],
+                             save_strategy="no", use_cpu=True, disable_tqdm=True)  # fmt: skip
+    callback = AutoDropCallback(AutoDropConfig.paper(window_size=2, buffer_size=3, threshold=5.0))
+    trainer = Trainer(model=model, args=args, train_dataset=TokenParity(), optimizers=(optimizer, one_cycle),
+                      callbacks=[callback])  # fmt: skip
+    with pytest.warns(UserWarning, match="multiply the 'linear' schedule") as record:
+        trainer.train()
+    assert record[0].filename == __file__  # the warning points here, at the user's line
+    assert len(callback.autodrop.drops) >= 3
+    free = torch_schedulers.OneCycleLR(
+        torch.optim.AdamW(tiny_bert().parameters(), lr=1e-3), max_lr=1e-3, total_steps=60
+    )
+    for _ in range(60):
+        free.optimizer.step()
+        free.step()
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(free.get_last_lr()[0] * callback.autodrop.scale, rel=1e-9)
+
+
+# ----------------------------------------------------------------------------- 7. files stay valid
+def _strict(text):
+    def refuse(constant):
+        raise ValueError(f"not strict JSON: {constant}")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_every_json_file_is_strict_json_even_when_logging_starts_before_the_first_angle(tmp_path):
+    args = AutoDropTrainingArguments(str(tmp_path), lr_scheduler_type="autodrop", max_steps=20, logging_steps=1,
+                                     per_device_train_batch_size=8, report_to=[], save_strategy="steps", save_steps=10,
+                                     use_cpu=True, disable_tqdm=True, autodrop_window_size="1")  # fmt: skip
+    trainer = AutoDropTrainer(model=tiny_bert(), args=args, train_dataset=TokenParity(64))
+    trainer.train()
+    trainer.save_state()
+    files = [tmp_path / "trainer_state.json", *tmp_path.glob("checkpoint-*/trainer_state.json")]
+    assert len(files) == 3
+    for path in files:
+        log = _strict(path.read_text())["log_history"]
+        assert "autodrop/angular_velocity" not in log[0] and "autodrop/lr_scale" in log[0]
+    for line in (tmp_path / "autodrop_history.jsonl").read_text().splitlines():
+        _strict(line)
+
+
+def test_a_partial_last_history_line_is_dropped_with_one_warning(tmp_path):
+    path = tmp_path / "autodrop_history.jsonl"
+    records = [{"step": s, "angle": None, "dropped": False} for s in (2, 4, 6)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in records) + '{"step": 8, "ang')
+    with pytest.warns(UserWarning, match="the last line is incomplete") as record:
+        assert read_history(path) == records
+    assert len(record) == 1
+    path.write_text("".join(json.dumps(r) + "\n" for r in records) + "\n\n")
+    assert read_history(path) == records  # blank lines: nothing to warn about
+    path.write_text('{"step": 2}\nnot json\n{"step": 4}\n')
+    with pytest.raises(ValueError, match=r"autodrop_history\.jsonl, line 2: not a JSON record"):
+        read_history(path)
+    path.write_text('{"step": 2, "dropped": false}\n{"step": 4, "dropped": true}\n{"step": 6, "dr')
+    with pytest.warns(UserWarning, match="incomplete"):
+        truncate_history(path, 4)  # what a resumed run does at on_train_begin
+    assert read_history(path) == [{"step": 2, "dropped": False}, {"step": 4, "dropped": True}]
+
+
+def test_plot_draws_a_history_with_a_partial_last_line(tmp_path):
+    from autodrop_hf.tools.cli import main
+
+    records = [{"step": s, "angle": 25.0 + s % 3, "noise_floor": 25.8, "statistic": None, "smoothed": None,
+                "lr": 1e-3, "lr_scale": 1.0, "dropped": s == 20} for s in range(2, 41, 2)]  # fmt: skip
+    (tmp_path / "autodrop_history.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records) + '{"st')
+    with pytest.warns(UserWarning, match="incomplete"):
+        main(["plot", str(tmp_path)])
+    assert (tmp_path / "autodrop.png").stat().st_size > 10_000
+
+
+def test_a_window_longer_than_the_run_is_said_at_the_start():
+    params = [torch.nn.Parameter(torch.zeros(3))]
+    with pytest.warns(
+        UserWarning, match="cannot give an angle in this run: 90 optimizer steps after warm-up"
+    ) as record:
+        AutoDrop(params, AutoDropConfig(window_size=64), momentum=0.9, num_training_steps=100, num_warmup_steps=10)
+    assert record[0].filename == __file__
+    with pytest.warns(UserWarning, match="cannot give a decision"):
+        AutoDrop(params, AutoDropConfig(window_size=8), momentum=0.9, num_training_steps=60)
+
+
+# ----------------------------------------------------------------------------- 8. clear errors at the edges
+@pytest.mark.parametrize(("encoding", "guess"), [("utf-16", "UTF-16"), ("latin-1", "Latin-1")])
+def test_text_files_in_another_encoding_name_the_file(tmp_path, encoding, guess):
+    folder = tmp_path / "SST-2"
+    folder.mkdir()
+    text = "sentence\tlabel\nun film très réussi\t1\n"
+    (folder / "train.tsv").write_bytes(text.encode(encoding))
+    (folder / "dev.tsv").write_text(text)
+    with pytest.raises(GlueDataError, match=f"SST-2/train.tsv: not UTF-8 text .* looks like {guess}"):
+        read_glue_dir(tmp_path, "sst2")
+    (tmp_path / "train.de").write_bytes("ein schönes haus\n".encode(encoding))
+    (tmp_path / "train.en").write_text("a nice house\n")
+    with pytest.raises(TranslationDataError, match=f"train.de: not UTF-8 text .* looks like {guess}"):
+        read_parallel_text(tmp_path, "train", "de", "en")
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--steps", "0"], "argument --steps: expected an integer >= 100, got 0"),
+        (["--steps", "-5"], "argument --steps: expected an integer >= 100, got -5"),
+        (["--theorem_steps", "1"], "argument --theorem_steps: expected an integer >= 100, got 1"),
+        (["--steps", "ten"], "expected an integer >= 100, got 'ten'"),
+    ],
+)
+def test_nqm_refuses_step_counts_it_cannot_use(tmp_path, arguments, message):
+    result = subprocess.run([sys.executable, "-m", "autodrop_hf.tools.cli", "nqm", "--output", str(tmp_path),
+                             *arguments], capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert result.returncode == 2 and message in result.stderr
+    assert not list(tmp_path.iterdir())
+
+
+def test_numpy_and_tensor_hyperparameters_and_bad_step_counts():
+    config = AutoDropConfig(drop_factor=np.float32(0.9), buffer_size=torch.tensor(5), drift_z=np.float64(1.5))
+    assert (config.drop_factor, config.buffer_size, config.drift_z) == (pytest.approx(0.9), 5, 1.5)
+    params = [torch.nn.Parameter(torch.zeros(3))]
+    for bad in (math.nan, math.inf, "1000", np.float64(100.0)):
+        with pytest.raises(ValueError, match="num_training_steps must be None or an integer >= 1"):
+            AutoDrop(params, config, momentum=0.9, num_training_steps=bad)
+    assert AutoDrop(params, config, momentum=0.9, num_training_steps=np.int32(3000)).window_size == 3
