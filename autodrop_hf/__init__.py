@@ -10,9 +10,10 @@ from typing import Any
 
 from .core.autodrop import AutoDrop
 from .core.config import AutoDropConfig
+from .core.one_object import AutoDropScheduler
 from .core.scheduler import AutoDropLR
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 _LAZY = {
     "AutoDropCallback": "hf.callback",
@@ -22,7 +23,7 @@ _LAZY = {
     "AutoDropSeq2SeqTrainingArguments": "hf.training_args",
 }
 
-__all__ = ["AutoDrop", "AutoDropConfig", "AutoDropLR", "__version__", *_LAZY]
+__all__ = ["AutoDrop", "AutoDropConfig", "AutoDropLR", "AutoDropScheduler", "__version__", *_LAZY]
 
 
 def __getattr__(name: str) -> Any:

@@ -106,6 +106,9 @@ class AutoDrop:
         scales = lr_scales_of(scheduler)  # 1.0, or the drops a restored scheduler carries
         self.scale = 1.0 if scales is None else min(scales)
         self.history_file = None if history_file is None else Path(history_file)
+        self.optimizer_steps = OptimizerStepCounter.of(self.scheduler)
+        self._counted = None if self.optimizer_steps is None else self.optimizer_steps.count
+        self._warned_order = False
         self.num_steps = 0
         self.angles: list[tuple[int, float]] = []
         self.smoothed: list[tuple[int, float]] = []
@@ -199,6 +202,8 @@ class AutoDrop:
 
         At a window end, :attr:`last_record` holds the window's record (the history file's format).
         """
+        if not self._after_one_optimizer_step():
+            return False
         self.num_steps += 1
         self.last_record = None
         if not self._observing() or max(self.lr_scales) == 0.0:
@@ -224,6 +229,30 @@ class AutoDrop:
         if self.history_file is not None and self._is_first_process():
             append_record(self.history_file, self.last_record)
         return dropped
+
+    def _after_one_optimizer_step(self) -> bool:
+        """Guard the call order: one call per optimizer step. A call with no optimizer step since the last one
+        (a call per micro-batch, or an fp16 step the scaler skipped) is not counted; missed steps are said."""
+        if self.optimizer_steps is None:
+            return True
+        stepped, self._counted = self.optimizer_steps.count - self._counted, self.optimizer_steps.count
+        if stepped == 1:
+            return True
+        if not self._warned_order:
+            if stepped == 0:
+                problem = (
+                    "with no optimizer step since its last call (not counted: an fp16 step the scaler skipped, "
+                    "or a call per micro-batch?)"
+                )
+            else:
+                problem = f"after {stepped} optimizer steps (counted as one)"
+            warn(
+                f"AutoDrop.step() was called {problem}. Call it once after every optimizer.step() (with gradient "
+                "accumulation: once per optimizer step, not per micro-batch). Said once.",
+                RuntimeWarning,
+            )
+            self._warned_order = True
+        return stepped > 0
 
     def _drop(self) -> bool:
         """Lower the scale; whether some group's learning rate changed."""
@@ -475,3 +504,29 @@ def _validated_state(state: dict[str, Any]) -> dict[str, Any]:
     for name in ("parameters", "test", "angular_velocity"):
         field(name, lambda v: v if v is not None else None, "present")
     return values
+
+
+class OptimizerStepCounter:
+    """Counts an optimizer's steps through a step post-hook (``Optimizer.register_step_post_hook``), so that
+    the callers of :meth:`AutoDrop.step` can be checked. One counter per optimizer, shared."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer) -> None:
+        self.count = 0
+        self.handle = optimizer.register_step_post_hook(self._count)
+
+    def _count(self, optimizer: Any, args: Any, kwargs: Any) -> None:
+        self.count += 1
+
+    @classmethod
+    def of(cls, scheduler: Any) -> OptimizerStepCounter | None:
+        """The counter of the scheduler's optimizer (the innermost: not Accelerate's wrapper); ``None``
+        without a scheduler or for an optimizer without step hooks."""
+        optimizer = getattr(unwrap_scheduler(scheduler), "optimizer", None)
+        optimizer = getattr(optimizer, "optimizer", optimizer)  # AcceleratedOptimizer
+        if not isinstance(optimizer, torch.optim.Optimizer):
+            return None
+        counter = getattr(optimizer, "_autodrop_step_counter", None)
+        if counter is None:
+            counter = cls(optimizer)
+            optimizer._autodrop_step_counter = counter
+        return counter

@@ -31,10 +31,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     run.add_argument("script", help="the script, as you would give it to python")
     run.add_argument("arguments", nargs=argparse.REMAINDER, help="the script's own arguments")
     plot = commands.add_parser(
-        "plot", help="draw LR, angular velocity, loss and eval metrics of a Trainer run into a PNG"
+        "plot", help="draw LR, angular velocity and its noise floor, decisions, loss and eval metrics into a PNG"
     )
-    plot.add_argument("output_dir", help="the run's output_dir (holds autodrop_history.jsonl)")
-    plot.add_argument("--output", help="PNG path (default: OUTPUT_DIR/autodrop.png)")
+    plot.add_argument(
+        "output_dir", help="the run's output_dir (holds autodrop_history.jsonl), or a history file of a plain loop"
+    )
+    plot.add_argument("--output", help="PNG path (default: autodrop.png beside the history)")
     nqm = commands.add_parser(
         "nqm", help="the paper's noisy quadratic model: Figures 1-2, Theorem 3.2 and Eq. 38 checked"
     )

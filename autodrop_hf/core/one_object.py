@@ -1,0 +1,74 @@
+"""The one-object form for plain loops: one scheduler, one ``step()``, as PyTorch users expect."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from torch import nn
+from torch.optim import Optimizer
+
+from .autodrop import AutoDrop
+from .config import AutoDropConfig
+from .scheduler import AutoDropLR
+
+
+class AutoDropScheduler(AutoDropLR):
+    """:class:`~autodrop_hf.AutoDropLR` (linear warm-up × drop scale) that runs its own
+    :class:`~autodrop_hf.AutoDrop`: call ``scheduler.step()`` after every ``optimizer.step()``, nothing else::
+
+        scheduler = AutoDropScheduler(optimizer, model, num_training_steps=T, num_warmup_steps=W)
+        for batch in data:
+            loss(batch).backward(); optimizer.step(); optimizer.zero_grad(); scheduler.step()
+
+    ``state_dict()`` holds the detector too, so saving the scheduler (``torch.save``, or
+    ``accelerator.save_state`` for a prepared scheduler) saves everything. The parameters are observed once
+    per optimizer step however often ``step()`` runs (Accelerate steps a prepared scheduler once per
+    process): a ``step()`` with no optimizer step since the last one moves the warm-up only. To compose
+    AutoDrop with another schedule, use :class:`~autodrop_hf.AutoDrop` with that scheduler instead.
+
+    Args:
+        optimizer: the optimizer whose learning rates this schedule sets.
+        model_or_params: what AutoDrop watches; by default the optimizer's parameters.
+        config: AutoDrop's hyper-parameters.
+        num_training_steps: planned optimizer steps (``window_size`` and ``drop_factor`` ``"auto"``).
+        num_warmup_steps: linear warm-up, in scheduler steps.
+        **autodrop_kwargs: passed to :class:`~autodrop_hf.AutoDrop` (``min_lr`` floors, ``momentum``,
+            ``process_group``, ``history_file``, ...).
+    """
+
+    def __init__(
+        self,
+        optimizer: Optimizer,
+        model_or_params: nn.Module | Iterable[Any] | None = None,
+        config: AutoDropConfig | None = None,
+        *,
+        num_training_steps: int | None = None,
+        num_warmup_steps: int = 0,
+        last_epoch: int = -1,
+        **autodrop_kwargs: Any,
+    ) -> None:
+        self.autodrop = None
+        super().__init__(optimizer, num_warmup_steps=num_warmup_steps, last_epoch=last_epoch)
+        params = optimizer.param_groups if model_or_params is None else model_or_params
+        self.autodrop = AutoDrop(params, config, self, num_training_steps=num_training_steps, **autodrop_kwargs)
+        self._observed_at = self.autodrop.optimizer_steps.count
+
+    def step(self, epoch: int | None = None) -> None:
+        super().step() if epoch is None else super().step(epoch)
+        if self.autodrop is None:  # the step LRScheduler's constructor makes
+            return
+        if self.autodrop.optimizer_steps.count != self._observed_at:
+            self._observed_at = self.autodrop.optimizer_steps.count
+            self.autodrop.step()
+
+    def state_dict(self) -> dict[str, Any]:
+        state = {key: value for key, value in super().state_dict().items() if key not in ("autodrop", "_observed_at")}
+        return {**state, "autodrop": self.autodrop.state_dict()}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        state = dict(state_dict)
+        detector = state.pop("autodrop")
+        super().load_state_dict(state)
+        self.autodrop.load_state_dict(detector)
+        self._observed_at = self.autodrop.optimizer_steps.count  # this process's count, not the saved one

@@ -1,0 +1,138 @@
+"""The plain-loop routes: the one-object AutoDropScheduler, the call-order guard, Accelerate checkpoints,
+and a plain loop's history drawn by `autodrop-hf plot`."""
+
+import json
+
+import pytest
+import torch
+
+from autodrop_hf import AutoDrop, AutoDropConfig, AutoDropLR, AutoDropScheduler
+
+CONFIG = AutoDropConfig(window_size=2, buffer_size=4)
+
+
+def _problem(seed=0):
+    torch.manual_seed(seed)
+    model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.Tanh(), torch.nn.Linear(16, 1))
+    return model, torch.optim.AdamW(model.parameters(), lr=3e-3)
+
+
+def _train_step(model, optimizer, step):
+    generator = torch.Generator().manual_seed(step)
+    inputs = torch.randn(32, 8, generator=generator)
+    loss = torch.nn.functional.mse_loss(model(inputs), inputs.sin().sum(1, keepdim=True))
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+
+
+def test_the_one_object_form_takes_the_two_object_forms_decisions_and_saves_everything(tmp_path):
+    model, optimizer = _problem()
+    scheduler = AutoDropLR(optimizer, num_warmup_steps=10)
+    autodrop = AutoDrop(model, CONFIG, scheduler, num_training_steps=300)
+    two = []
+    for step in range(300):
+        _train_step(model, optimizer, step)
+        scheduler.step()
+        autodrop.step()
+        two.append(optimizer.param_groups[0]["lr"])
+
+    model, optimizer = _problem()
+    one_object = AutoDropScheduler(optimizer, model, CONFIG, num_training_steps=300, num_warmup_steps=10)
+    one = []
+    for step in range(300):
+        _train_step(model, optimizer, step)
+        one_object.step()
+        one.append(optimizer.param_groups[0]["lr"])
+        if step == 137:
+            torch.save({"scheduler": one_object.state_dict(), "optimizer": optimizer.state_dict(),
+                        "model": model.state_dict()}, tmp_path / "checkpoint.pt")  # fmt: skip
+    assert one == two and one_object.autodrop.drops == autodrop.drops and len(autodrop.drops) >= 5
+
+    saved = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    model, optimizer = _problem(seed=9)
+    model.load_state_dict(saved["model"])
+    optimizer.load_state_dict(saved["optimizer"])
+    resumed = AutoDropScheduler(optimizer, model, CONFIG, num_training_steps=300, num_warmup_steps=10)
+    resumed.load_state_dict(saved["scheduler"])
+    after = []
+    for step in range(138, 300):
+        _train_step(model, optimizer, step)
+        resumed.step()
+        after.append(optimizer.param_groups[0]["lr"])
+    assert after == two[138:] and resumed.autodrop.drops == autodrop.drops
+
+
+def test_repeated_scheduler_steps_observe_once_per_optimizer_step():
+    """As Accelerate steps a prepared scheduler once per process: the warm-up moves, observation does not."""
+    model, optimizer = _problem()
+    scheduler = AutoDropScheduler(optimizer, model, CONFIG, num_training_steps=200, num_warmup_steps=20)
+    for step in range(100):
+        _train_step(model, optimizer, step)
+        scheduler.step()
+        scheduler.step()
+    assert scheduler.last_epoch == 200 and scheduler.autodrop.num_steps == 100
+
+
+def test_the_call_order_is_guarded():
+    model, optimizer = _problem()
+    scheduler = AutoDropLR(optimizer)
+    autodrop = AutoDrop(model, CONFIG, scheduler, num_training_steps=100)
+    _train_step(model, optimizer, 0)
+    autodrop.step()
+    with pytest.warns(RuntimeWarning, match=r"with no optimizer step since its last call .* per micro-batch") as record:
+        for _ in range(4):  # per micro-batch, say
+            autodrop.step()
+    assert len(record) == 1 and record[0].filename == __file__ and autodrop.num_steps == 1
+    _train_step(model, optimizer, 1)
+    _train_step(model, optimizer, 2)
+    autodrop.step()
+    assert autodrop.num_steps == 2  # counted as one; said once already
+
+
+def test_accelerate_save_state_round_trip(tmp_path):
+    from accelerate import Accelerator
+
+    def run(resume_from=None, save_at=None):
+        accelerator = Accelerator(cpu=True)
+        model, optimizer = _problem()
+        scheduler = AutoDropLR(optimizer, num_warmup_steps=6)
+        model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+        autodrop = AutoDrop(model, CONFIG, scheduler, num_training_steps=160)
+        accelerator.register_for_checkpointing(autodrop)
+        start = 0
+        if resume_from is not None:
+            accelerator.load_state(resume_from)
+            start = autodrop.num_steps
+        lrs = {}
+        for step in range(start, 160):
+            lrs[step] = optimizer.param_groups[0]["lr"]
+            _train_step(model, optimizer, step)
+            scheduler.step()
+            autodrop.step()
+            if step + 1 == save_at:
+                accelerator.save_state(tmp_path / "state")
+        return autodrop, lrs
+
+    straight, lrs = run(save_at=77)
+    assert len(straight.drops) >= 3 and straight.angular_velocity.steps_in_window == 0
+    resumed, resumed_lrs = run(resume_from=tmp_path / "state")
+    assert resumed.drops == straight.drops and resumed.angles == straight.angles
+    assert resumed_lrs == {s: lr for s, lr in lrs.items() if s >= 77}
+
+
+def test_a_plain_loops_history_file_is_plotted(tmp_path):
+    from autodrop_hf.tools.cli import main
+
+    model, optimizer = _problem()
+    history = tmp_path / "history.jsonl"
+    scheduler = AutoDropScheduler(optimizer, model, CONFIG, num_training_steps=200, history_file=history)
+    for step in range(200):
+        _train_step(model, optimizer, step)
+        scheduler.step()
+    records = [json.loads(line) for line in history.read_text().splitlines()]
+    assert [r["step"] for r in records if r["dropped"]] == scheduler.autodrop.drops
+    main(["plot", str(history)])
+    assert (tmp_path / "autodrop.png").stat().st_size > 10_000
+    logged = scheduler.autodrop.log_dict()
+    assert logged["autodrop/num_drops"] == len(scheduler.autodrop.drops) and "autodrop/noise_floor" in logged
