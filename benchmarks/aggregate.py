@@ -1,29 +1,37 @@
 """Aggregate the per-run result files of benchmarks/results/ into Markdown tables and figures.
 
-python benchmarks/aggregate.py     # writes benchmarks/results/tables.md and the figures, prints the tables
+python benchmarks/aggregate.py [--results DIR]   # writes DIR/tables.md and the figures, prints the tables
 
-Run files are named ``<data>_<variant>_seed<N>.json`` (written by ``collect_run.py``); the variant is
-the schedule, or the schedule and the changed setting for ablations.
+Run files are named ``<data>_<variant>_seed<N>.json`` (written by ``collect_run.py``); the variant is the
+schedule (``autodrop`` = the library's defaults, ``autodrop_paper`` = the paper's preset). For each quality
+benchmark: the headline metric (mean ± std over seeds), paired differences against ``linear`` with a paired
+t-test and a sign test, mean ranks over data sets × seeds, drops and final learning rates, AutoDrop's angle
+against its noise floor in every run, the compute used, and figures.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
+import math
 import re
 import statistics
-from collections import Counter, defaultdict
+from collections import defaultdict
 from itertools import pairwise
 from pathlib import Path
 
 RESULTS = Path(__file__).parent / "results"
-SCHEDULE_ORDER = ["autodrop", "linear", "constant_with_warmup", "cosine", "reduce_lr_on_plateau", "greedy"]
+SCHEDULE_ORDER = ["autodrop", "autodrop_paper", "linear", "constant_with_warmup", "cosine", "reduce_lr_on_plateau"]
+#: The schedules the library's default is ranked among (the issue's comparison set).
+RANKED = ("autodrop", "linear", "constant_with_warmup", "cosine", "reduce_lr_on_plateau")
+REFERENCE = "linear"
 METRIC_DRIVEN = ("reduce_lr_on_plateau", "greedy")
-SKIP = {"optimizer_steps", "parameters_millions"}
 HEADLINE_METRICS = ("eval_matthews_correlation", "eval_accuracy", "test_bleu")
-# (title, name of the figures, folders whose runs the section compares)
+SKIP = {"optimizer_steps", "parameters_millions"}
+# (title, name of the figures and folder)
 QUALITY_SECTIONS = (
-    ("GLUE dev (MiniLM-L6, 3 epochs, lr 5e-5, warm-up 6%, batch 32)", "glue", ("glue", "ablations")),
-    ("Multi30k de→en test2016 BLEU (from scratch)", "translation", ("translation",)),
+    ("GLUE dev (MiniLM-L6, 3 epochs, lr 5e-5, warm-up 6%, batch 32, length-grouped batches)", "glue"),
+    ("Multi30k de→en test2016 BLEU (from scratch, 2,000 steps)", "translation"),
 )
 RUN_NAME = re.compile(r"(?P<data>[^_]+)_(?P<variant>.+)_seed(?P<seed>\d+)")
 
@@ -52,8 +60,7 @@ def count_drops(run: dict) -> None:
 
 
 def _order(variant: str) -> tuple[int, str]:
-    schedule = next((s for s in SCHEDULE_ORDER if variant.startswith(s)), None)
-    return (SCHEDULE_ORDER.index(schedule) if schedule else len(SCHEDULE_ORDER), variant)
+    return (SCHEDULE_ORDER.index(variant) if variant in SCHEDULE_ORDER else len(SCHEDULE_ORDER), variant)
 
 
 def _cell(values: list[float]) -> str:
@@ -72,6 +79,10 @@ def grouped(runs: list[dict]) -> dict[tuple[str, str], list[dict]]:
     return dict(sorted(groups.items(), key=lambda kv: (kv[0][0], _order(kv[0][1]))))
 
 
+def headline_metric(runs: list[dict]) -> str | None:
+    return next((m for m in HEADLINE_METRICS if any(m in run for run in runs)), None)
+
+
 def _numeric_columns(runs: list[dict]) -> list[str]:
     return list(
         dict.fromkeys(
@@ -83,25 +94,16 @@ def _numeric_columns(runs: list[dict]) -> list[str]:
     )
 
 
-def quality_table(runs: list[dict]) -> str:
-    """One row per (data, variant): mean ± sample std over seeds of every numeric column."""
-    columns = _numeric_columns(runs)
-    lines = ["| data | variant | seeds | " + " | ".join(columns) + " |", "|---" * (len(columns) + 3) + "|"]
-    for (data, variant), members in grouped(runs).items():
-        cells = [_cell([m[c] for m in members if isinstance(m.get(c), int | float)]) for c in columns]
-        lines.append(f"| {data} | {variant} | {len(members)} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
 def headline_table(runs: list[dict]) -> str:
     """Variants down, data sets across: the headline metric, mean ± std (number of seeds)."""
     datasets = sorted({run["data"] for run in runs})
     metrics = {data: headline_metric([r for r in runs if r["data"] == data]) for data in datasets}
-    variants = sorted({run["variant"] for run in runs}, key=_order)
     groups = grouped(runs)
-    header = " | ".join(f"{data} {metrics[data]}" for data in datasets)
-    lines = [f"| variant | {header} |", "|---" * (len(datasets) + 1) + "|"]
-    for variant in variants:
+    lines = [
+        "| schedule | " + " | ".join(f"{d} {metrics[d]}" for d in datasets) + " |",
+        "|---" * (len(datasets) + 1) + "|",
+    ]
+    for variant in sorted({run["variant"] for run in runs}, key=_order):
         cells = []
         for data in datasets:
             values = [r[metrics[data]] for r in groups.get((data, variant), []) if metrics[data] in r]
@@ -110,10 +112,109 @@ def headline_table(runs: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def paired(runs: list[dict], data: str, variant: str, reference: str = REFERENCE) -> dict | None:
+    """Seed-paired differences ``variant - reference`` of the headline metric on one data set."""
+    metric = headline_metric([r for r in runs if r["data"] == data])
+    by_seed = defaultdict(dict)
+    for run in runs:
+        if run["data"] == data and metric in run:
+            by_seed[run["seed"]][run["variant"]] = run[metric]
+    differences = [v[variant] - v[reference] for v in by_seed.values() if variant in v and reference in v]
+    if not differences:
+        return None
+    from scipy import stats
+
+    wins, losses = sum(d > 0 for d in differences), sum(d < 0 for d in differences)
+    t_p = (
+        float(stats.ttest_1samp(differences, 0.0).pvalue)
+        if len(differences) > 1 and len(set(differences)) > 1
+        else math.nan
+    )
+    sign_p = float(stats.binomtest(wins, wins + losses).pvalue) if wins + losses else 1.0
+    return {"n": len(differences), "mean": statistics.fmean(differences), "wins": wins, "losses": losses,
+            "ties": len(differences) - wins - losses, "t_p": t_p, "sign_p": sign_p}  # fmt: skip
+
+
+def paired_table(runs: list[dict]) -> str:
+    datasets = sorted({run["data"] for run in runs})
+    lines = [
+        f"| data | schedule − {REFERENCE} | seeds | mean difference | wins / ties / losses | paired t p | sign p |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for data in datasets:
+        for variant in sorted({r["variant"] for r in runs if r["data"] == data} - {REFERENCE}, key=_order):
+            result = paired(runs, data, variant)
+            if result is None:
+                continue
+            lines.append(
+                f"| {data} | {variant} | {result['n']} | {result['mean']:+.4f} | {result['wins']} / {result['ties']} / "
+                f"{result['losses']} | {result['t_p']:.3g} | {result['sign_p']:.3g} |"
+            )
+    return "\n".join(lines)
+
+
+def mean_ranks(runs: list[dict], variants: tuple[str, ...] = RANKED) -> dict[str, tuple[float, int]]:
+    """Mean rank (1 = best; ties share the mean rank) over the (data, seed) cells where every variant ran."""
+    cells = defaultdict(dict)
+    for run in runs:
+        metric = headline_metric([r for r in runs if r["data"] == run["data"]])
+        if run["variant"] in variants and metric in run:
+            cells[(run["data"], run["seed"])][run["variant"]] = run[metric]
+    ranks = defaultdict(list)
+    for scores in cells.values():
+        if set(scores) != set(variants):
+            continue
+        ordered = sorted(scores.values(), reverse=True)
+        for variant, score in scores.items():
+            positions = [i + 1 for i, s in enumerate(ordered) if s == score]
+            ranks[variant].append(statistics.fmean(positions))
+    return {v: (statistics.fmean(r), len(r)) for v, r in ranks.items()}
+
+
+def ranks_table(runs: list[dict]) -> str:
+    lines = ["| schedule | mean rank (1 = best) | cells (data × seed) |", "|---|---|---|"]
+    for variant, (rank, cells) in sorted(mean_ranks(runs).items(), key=lambda kv: kv[1][0]):
+        lines.append(f"| {variant} | {rank:.2f} | {cells} |")
+    return "\n".join(lines)
+
+
+def drops_table(runs: list[dict]) -> str:
+    """Drops (AutoDrop), LR reductions (plateau) and final learning rate, mean over seeds."""
+    lines = ["| data | schedule | drops | final lr | seconds per run |", "|---|---|---|---|---|"]
+    for (data, variant), members in grouped(runs).items():
+        drops = [m["drops"] for m in members if "drops" in m]
+        seconds = [
+            m.get("seconds", m.get("train_seconds")) for m in members if m.get("seconds", m.get("train_seconds"))
+        ]
+        lines.append(f"| {data} | {variant} | {_cell(drops)} | {_cell([m['final_lr'] for m in members])} | "
+                     f"{_cell(seconds)} |")  # fmt: skip
+    return "\n".join(lines)
+
+
+def signal_table(runs: list[dict]) -> str:
+    """AutoDrop's view of every run: its angle against the noise floor, and what each decision did."""
+    lines = ["| data | schedule | seed | window | noise floor ψ | mean angle | decisions | held (progress) | drops |",
+             "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for (data, variant), members in grouped(runs).items():
+        for run in sorted(members, key=lambda r: r["seed"]):
+            trace = run.get("trace", {}).get("autodrop")
+            if not trace or not trace.get("noise_floor"):
+                continue
+            decisions = trace.get("decisions", {"step": [], "dropped": []})
+            held = sum(not d for d in decisions["dropped"]) if variant == "autodrop" else "–"
+            window = (trace["step"][1] - trace["step"][0]) if len(trace["step"]) > 1 else "–"
+            lines.append(
+                f"| {data} | {variant} | {run['seed']} | {window} | {trace['noise_floor']:.2f}° | "
+                f"{statistics.fmean(trace['angle']):.2f}° | {len(decisions['step'])} | {held} | "
+                f"{len(trace['drop_steps'])} |"
+            )
+    return "\n".join(lines)
+
+
 def runs_table(runs: list[dict]) -> str:
     """One row per run."""
     columns = _numeric_columns(runs)
-    lines = ["| data | variant | seed | " + " | ".join(columns) + " |", "|---" * (len(columns) + 3) + "|"]
+    lines = ["| data | schedule | seed | " + " | ".join(columns) + " |", "|---" * (len(columns) + 3) + "|"]
     for (data, variant), members in grouped(runs).items():
         for m in sorted(members, key=lambda run: run["seed"]):
             cells = [_cell([m[c]] if isinstance(m.get(c), int | float) else []) for c in columns]
@@ -121,9 +222,9 @@ def runs_table(runs: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def cost_table() -> str:
+def cost_table(results: Path) -> str:
     lines = ["| benchmark | model | setting | result |", "|---|---|---|---|"]
-    for path in sorted(RESULTS.glob("step_overhead_*.json")):
+    for path in sorted(results.glob("step_overhead_*.json")):
         r = json.loads(path.read_text())
         lines.append(
             f"| AutoDrop.step() alone | {r['model']} ({r['trainable_parameters'] / 1e6:.1f}M) | "
@@ -132,7 +233,7 @@ def cost_table() -> str:
             f"training step ({100 * r['autodrop_over_optimizer_step']:.0f}% of AdamW's step); "
             f"{r['bytes_per_trainable_parameter']:.0f} bytes per trainable parameter |"
         )
-    for path in sorted(RESULTS.glob("trainer_overhead_*.json")):
+    for path in sorted(results.glob("trainer_overhead_*.json")):
         r = json.loads(path.read_text())
         lines.append(
             f"| Trainer + AutoDropCallback vs stock | {r['model']} | window {r['window_size']}, "
@@ -143,15 +244,11 @@ def cost_table() -> str:
 
 def compute_line(runs: list[dict]) -> str:
     seconds = sum(run.get("seconds", run.get("train_seconds", 0.0)) for run in runs)
-    return f"{len(runs)} runs, {seconds / 3600:.2f} hours of wall time in all."
-
-
-def headline_metric(runs: list[dict]) -> str | None:
-    return next((m for m in HEADLINE_METRICS if any(m in run for run in runs)), None)
+    return f"{len(runs)} runs, {seconds / 3600:.1f} hours of run time in all (one CPU thread per run)."
 
 
 def plot_quality(runs: list[dict], output: Path) -> None:
-    """One panel per data set: the headline metric of every seed (dots) and their mean (bar) per variant."""
+    """One panel per data set: the headline metric of every seed (dots) and their mean (bar) per schedule."""
     import matplotlib.pyplot as plt
 
     by_data: dict[str, list[dict]] = defaultdict(list)
@@ -174,34 +271,45 @@ def plot_quality(runs: list[dict], output: Path) -> None:
     plt.close(figure)
 
 
-def plot_schedules(runs: list[dict], data: str, seed: int, output: Path) -> None:
-    """Learning rate and training loss of every variant, and AutoDrop's angular velocity, for one seed."""
+def plot_task(runs: list[dict], data: str, output: Path) -> None:
+    """One data set: the learning rate and training loss of every schedule (first seed), and for every seed
+    AutoDrop's angle against its noise floor and each decision's statistic (drops ▼, holds ●)."""
     import matplotlib.pyplot as plt
 
-    chosen = [r for (d, _), group in grouped(runs).items() if d == data for r in group if r["seed"] == seed]
-    figure, axes = plt.subplots(3, 1, figsize=(9, 8), sharex=True)
-    for index, run in enumerate(chosen):
-        style = {"color": f"C{index}", "linestyle": "-" if run["variant"] in SCHEDULE_ORDER else "--"}
+    members = [r for r in runs if r["data"] == data]
+    first_seed = min(r["seed"] for r in members)
+    figure, axes = plt.subplots(4, 1, figsize=(9, 10), sharex=True)
+    for run in sorted(members, key=lambda r: _order(r["variant"])):
         train = run.get("trace", {}).get("train")
-        if train:
+        if run["seed"] == first_seed and train:
+            style = {"color": f"C{_order(run['variant'])[0]}"}
             axes[0].plot(train["step"], train["learning_rate"], label=run["variant"], **style)
             axes[1].plot(train["step"], train["loss"], alpha=0.8, **style)
-        autodrop = run.get("trace", {}).get("autodrop")
-        if autodrop:
-            axes[2].plot(autodrop["step"], autodrop["angle"], ".", markersize=2, alpha=0.4, color=style["color"])
-            smoothed = [(s, v) for s, v in zip(autodrop["step"], autodrop["smoothed"], strict=True) if v is not None]
-            if smoothed:
-                axes[2].plot(*zip(*smoothed, strict=True), label=f"{run['variant']}: smoothed (dots: raw)", **style)
-            if autodrop["drop_steps"]:
-                marks = [min(autodrop["angle"])] * len(autodrop["drop_steps"])
-                axes[2].plot(autodrop["drop_steps"], marks, "v", color=style["color"], label=f"{run['variant']}: drops")
+    for index, run in enumerate(sorted((r for r in members if r["variant"] == "autodrop"), key=lambda r: r["seed"])):
+        trace = run.get("trace", {}).get("autodrop")
+        if not trace:
+            continue
+        axes[2].plot(trace["step"], trace["angle"], ".", markersize=2, alpha=0.35, color=f"C{index}")
+        if trace.get("noise_floor"):
+            axes[2].axhline(trace["noise_floor"], color="black", linestyle="--", linewidth=1)
+        decisions = trace.get("decisions")
+        if decisions:
+            for dropped, marker in ((True, "v"), (False, "o")):
+                points = [(s, z) for s, z, d in zip(decisions["step"], decisions["statistic"], decisions["dropped"],
+                                                     strict=True) if d is dropped and z is not None]  # fmt: skip
+                if points:
+                    axes[3].plot(*zip(*points, strict=True), marker, color=f"C{index}", markersize=4,
+                                 label=f"seed {run['seed']}" if dropped else None)  # fmt: skip
+    axes[3].axhline(-2, color="black", linestyle=":", linewidth=1)
     axes[0].set_ylabel("learning rate")
     axes[0].legend(fontsize="small")
+    axes[0].set_title(f"{data}: schedules (seed {first_seed}); AutoDrop's angle and decisions (every seed)")
     axes[1].set_ylabel("training loss")
-    axes[2].set_ylabel("angular velocity (degrees)")
-    axes[2].legend(fontsize="small")
-    axes[2].set_xlabel("optimizer step")
-    axes[0].set_title(f"{data}, seed {seed}")
+    axes[2].set_ylabel("angle (°), ψ dashed")
+    axes[3].set_ylabel("decision z (▼ drop, ● hold)")
+    if axes[3].get_legend_handles_labels()[0]:
+        axes[3].legend(fontsize="small", ncol=3)
+    axes[3].set_xlabel("optimizer step")
     for axis in axes:
         axis.grid(alpha=0.3)
     figure.tight_layout()
@@ -210,23 +318,31 @@ def plot_schedules(runs: list[dict], data: str, seed: int, output: Path) -> None
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--results", type=Path, default=RESULTS, help="the results folder (default: benchmarks/results)"
+    )
+    results = parser.parse_args().results
     import matplotlib
 
     matplotlib.use("Agg")
-    sections = ["# Benchmark results\n", "## Cost (CPU)\n", cost_table()]
-    for title, name, folders in QUALITY_SECTIONS:
-        runs = [run for folder in folders if (RESULTS / folder).exists() for run in load_runs(RESULTS / folder)]
+    sections = ["# Benchmark results\n", "## Cost (CPU)\n", cost_table(results)]
+    for title, name in QUALITY_SECTIONS:
+        runs = load_runs(results / name) if (results / name).exists() else []
         if not runs:
             continue
-        sections += [f"\n## {title}\n", headline_table(runs), "", quality_table(runs), "", compute_line(runs)]
-        sections += ["\n<details><summary>Every run</summary>\n", runs_table(runs), "\n</details>"]
-        plot_quality(runs, RESULTS / f"{name}_quality.png")
+        sections += [f"\n## {title}\n", "Headline metric, mean ± std (seeds):\n", headline_table(runs),
+                     f"\nPaired by seed against {REFERENCE}:\n", paired_table(runs),
+                     f"\nMean rank among {', '.join(RANKED)}:\n", ranks_table(runs),
+                     "\nDrops and final learning rate:\n", drops_table(runs),
+                     "\nAutoDrop's angle against its noise floor, per run:\n", signal_table(runs),
+                     "", compute_line(runs),
+                     "\n<details><summary>Every run</summary>\n", runs_table(runs), "\n</details>"]  # fmt: skip
+        plot_quality(runs, results / f"{name}_quality.png")
         for data in sorted({run["data"] for run in runs}):
-            seeds = Counter(run["seed"] for run in runs if run["data"] == data)
-            seed = max(seeds, key=lambda s: (seeds[s], -s))  # the seed most variants ran
-            plot_schedules(runs, data, seed, RESULTS / name / f"{data}_schedules_seed{seed}.png")
+            plot_task(runs, data, results / name / f"{data}.png")
     text = "\n".join(sections) + "\n"
-    (RESULTS / "tables.md").write_text(text)
+    (results / "tables.md").write_text(text)
     print(text)
 
 

@@ -4,8 +4,9 @@ python benchmarks/collect_run.py OUTPUT_DIR benchmarks/results/glue/rte_autodrop
 
 The written file is ``results.json`` with a ``trace`` entry: the logged learning rate and training
 loss (``trainer_state.json``), the evaluation loss, and for AutoDrop runs the angular velocity in
-degrees, its smoothed value and the drop steps (``autodrop_history.jsonl``). Output folders hold
-checkpoints and are not committed; these files are.
+degrees, its noise floor, the smoothed value (paper's test), the drop steps and every decision's
+statistic (``autodrop_history.jsonl``). Output folders hold checkpoints and are not committed; these
+files are.
 """
 
 from __future__ import annotations
@@ -33,8 +34,14 @@ def trace_of(output_dir: Path) -> dict[str, dict[str, list]]:
     history_file = output_dir / HISTORY_FILE
     if history_file.exists():
         history = read_history(history_file)
-        trace["autodrop"] = _columns([h for h in history if h["angle"] is not None], ("step", "angle", "smoothed"))
+        measured = [h for h in history if h["angle"] is not None]
+        trace["autodrop"] = _columns(measured, ("step", "angle"))
+        trace["autodrop"]["noise_floor"] = next((h.get("noise_floor") for h in history), None)
+        trace["autodrop"]["smoothed"] = [h.get("smoothed") for h in measured]
         trace["autodrop"]["drop_steps"] = [h["step"] for h in history if h["dropped"]]
+        trace["autodrop"]["decisions"] = _columns(
+            [h for h in history if h.get("statistic") is not None], ("step", "statistic", "dropped")
+        )
     return trace
 
 

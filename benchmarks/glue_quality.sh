@@ -5,7 +5,8 @@
 #   GLUE_DIR=../shared/data/glue SEEDS="42 1 2 3 4" JOBS=2 bash benchmarks/glue_quality.sh
 #   TASKS=sst2 SCHEDULES="autodrop autodrop_paper linear" SEEDS="42 1" JOBS=2 bash benchmarks/glue_quality.sh
 # Runs go seed by seed, so that every finished seed holds all schedules (the comparisons are paired).
-# A run whose result file exists is skipped: delete the file to run it again.
+# A run whose result file exists is skipped: delete the file to run it again. MODEL (default minilm),
+# RESULTS and OUTPUTS (folders) may be set; the tests run this script on a tiny model and task.
 # JOBS=2 runs two at a time with one thread each (two 2-thread runs on 2 cores are much slower).
 #
 # Schedules: autodrop (the library's defaults), autodrop_paper (--autodrop_preset paper: the paper's
@@ -24,6 +25,7 @@ SCHEDULES=${SCHEDULES:-"autodrop autodrop_paper linear constant_with_warmup cosi
 SEEDS=${SEEDS:-42}
 export EPOCHS=${EPOCHS:-3}
 export PY=${PY:-.venv/bin/python}
+export MODEL=${MODEL:-minilm} RESULTS=${RESULTS:-benchmarks/results/glue} OUTPUTS=${OUTPUTS:-outputs/glue_quality}
 JOBS=${JOBS:-1}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-$((JOBS > 1 ? 1 : 2))}
 
@@ -34,11 +36,11 @@ run_one() {
     autodrop_paper) schedule=autodrop; extra+=(--autodrop_preset paper) ;;
     reduce_lr_on_plateau) extra=(--eval_strategy steps --eval_steps 0.1 --lr_scheduler_kwargs '{"patience": 1, "factor": 0.5}') ;;
   esac
-  local out="outputs/glue_quality/$task/$variant/seed$seed" result="benchmarks/results/glue/${task}_${variant}_seed${seed}.json"
+  local out="$OUTPUTS/$task/$variant/seed$seed" result="$RESULTS/${task}_${variant}_seed${seed}.json"
   if [ -f "$result" ]; then echo "have: $result"; return 0; fi
   rm -rf "$out" && mkdir -p "$out"
   HF_HUB_OFFLINE=1 "$PY" examples/glue/run_glue.py \
-    --glue_dir "$GLUE_DIR" --task_name "$task" --model_name_or_path minilm \
+    --glue_dir "$GLUE_DIR" --task_name "$task" --model_name_or_path "$MODEL" \
     --output_dir "$out" --do_train --do_eval --lr_scheduler_type "$schedule" \
     --learning_rate 5e-5 --warmup_steps 0.06 --num_train_epochs "$EPOCHS" \
     --per_device_train_batch_size 32 --max_seq_length 128 --train_sampling_strategy group_by_length --seed "$seed" "${extra[@]}" \

@@ -1,7 +1,8 @@
 """AutoDrop in a plain PyTorch loop: a small MLP on a synthetic classification task.
 
-Runs in seconds on a CPU and prints the angular velocity per window and every drop.
-    python examples/quickstart.py --steps 3000 --window_size 10
+Runs in seconds on a CPU and prints the angular velocity against its noise floor, every decision and
+every drop (the one-object form: ``AutoDropScheduler`` is the schedule and the detector).
+    python examples/quickstart.py --steps 3000
 """
 
 import argparse
@@ -10,7 +11,7 @@ import time
 import torch
 from torch import nn
 
-from autodrop_hf import AutoDrop, AutoDropConfig, AutoDropLR
+from autodrop_hf import AutoDropConfig, AutoDropScheduler
 
 
 def make_task(num_examples: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -24,7 +25,7 @@ def make_task(num_examples: int, generator: torch.Generator) -> tuple[torch.Tens
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=3000, help="optimizer steps")
-    parser.add_argument("--window_size", type=int, default=10, help="AutoDrop window, in optimizer steps")
+    parser.add_argument("--window_size", default="auto", help="AutoDrop window, in optimizer steps, or 'auto'")
     parser.add_argument("--lr", type=float, default=3e-3, help="peak learning rate (AdamW)")
     parser.add_argument("--warmup_steps", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
@@ -35,8 +36,12 @@ def main() -> None:
     inputs, labels = make_task(8192, generator)
     model = nn.Sequential(nn.Linear(16, 128), nn.GELU(), nn.Linear(128, 128), nn.GELU(), nn.Linear(128, 4))
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr)
-    scheduler = AutoDropLR(optimizer, num_warmup_steps=args.warmup_steps)
-    autodrop = AutoDrop(model, AutoDropConfig(window_size=args.window_size), scheduler)
+    window = args.window_size if args.window_size == "auto" else int(args.window_size)
+    scheduler = AutoDropScheduler(
+        optimizer, model, AutoDropConfig(window_size=window),
+        num_training_steps=args.steps, num_warmup_steps=args.warmup_steps,
+    )  # fmt: skip
+    autodrop = scheduler.autodrop
     print(autodrop)
 
     start = time.perf_counter()
@@ -47,17 +52,18 @@ def main() -> None:
         loss.backward()
         optimizer.step()
         scheduler.step()
-        if autodrop.step():
-            print(f"step {step:5d}  DROP  lr -> {optimizer.param_groups[0]['lr']:.3e}")
-        elif autodrop.angles and autodrop.angles[-1][0] == step and len(autodrop.angles) % 10 == 1:
-            smoothed = f"{autodrop.smoothed[-1][1]:6.2f}°" if autodrop.smoothed else "   -   "
-            print(f"step {step:5d}  angle {autodrop.angles[-1][1]:6.2f}°  smoothed {smoothed}  loss {loss.item():.4f}")
+        if autodrop.decisions and autodrop.decisions[-1][0] == step:
+            _, statistic, saturated = autodrop.decisions[-1]
+            mean = sum(a for _, a in autodrop.angles[-autodrop.config.buffer_size :]) / autodrop.config.buffer_size
+            verdict = f"drop: lr -> {optimizer.param_groups[0]['lr']:.3e}" if saturated else "hold (progress)"
+            print(f"step {step:5d}  mean angle {mean:6.2f}° (floor {autodrop.noise_floor:.2f}°)  "
+                  f"z {statistic:+6.2f}  {verdict}  loss {loss.item():.4f}")  # fmt: skip
     with torch.no_grad():
         accuracy = (model(inputs).argmax(-1) == labels).float().mean().item()
     print(
         f"\n{args.steps} steps in {time.perf_counter() - start:.1f}s: {len(autodrop.angles)} angles, "
-        f"{len(autodrop.drops)} drops at steps {autodrop.drops}, final lr "
-        f"{optimizer.param_groups[0]['lr']:.3e} (scale {autodrop.scale:.4f}), train accuracy {accuracy:.3f}"
+        f"{len(autodrop.decisions)} decisions, {len(autodrop.drops)} drops, final lr "
+        f"{optimizer.param_groups[0]['lr']:.3e}, train accuracy {accuracy:.3f}"
     )
 
 

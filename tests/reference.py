@@ -1,4 +1,4 @@
-"""Independent float64 NumPy references for AutoDrop (SPEC.md), written without the library."""
+"""Independent float64 NumPy references for AutoDrop (docs/algorithm.md), written without the library."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ def smooth(buffer: np.ndarray, sigma_cap: float) -> float:
 
 
 def drop_indices(angles: np.ndarray, buffer_size: int, threshold: float) -> list[int]:
-    """Indices into ``angles`` at which Algorithm 1 (as resolved in SPEC.md) drops."""
+    """Indices into ``angles`` at which Algorithm 1 (as resolved in docs/algorithm.md, section 5) drops."""
     drops, start = [], 0
     previous = None
     for i in range(len(angles)):

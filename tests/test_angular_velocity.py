@@ -37,7 +37,7 @@ def slow_drift_trajectory(steps=2_000, size=10_000, seed=0):
 
 
 def test_small_updates_on_large_parameters_match_float64():
-    """SPEC numerics: |x| ≈ 0.05, updates 1e-5, float32 parameters: error < 0.01°."""
+    """docs/algorithm.md, numerics: |x| ≈ 0.05, updates 1e-5, float32 parameters: error < 0.01°."""
     trajectory = slow_drift_trajectory()
     angles, seen = measure(trajectory, window_size=20)
     expected = window_angles(seen, window_size=20)

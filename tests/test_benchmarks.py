@@ -1,51 +1,80 @@
-"""The benchmark tooling: run files collected from an output folder, aggregated into tables."""
+"""The benchmark tooling (run files, tables, paired statistics, ranks) and smoke runs of every benchmark
+script and of the quick-start example on tiny inputs, so that none of them can rot."""
 
 from __future__ import annotations
 
 import json
-import statistics
+import os
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
-import aggregate
-import collect_run
+ROOT = Path(__file__).parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+import aggregate  # noqa: E402
+import collect_run  # noqa: E402
+
+TIMEOUT = 300
 
 
-def _write_run(
-    folder: Path, name: str, accuracy: float, learning_rates: list[float], drops: int = 0, final_lr: float | None = None
-) -> None:
+def _write_run(folder: Path, name: str, accuracy: float, learning_rates: list[float], drops: int = 0,
+               final_lr: float | None = None) -> None:  # fmt: skip
     trace = {"train": {"step": list(range(len(learning_rates))), "learning_rate": learning_rates, "loss": []}}
     final_lr = learning_rates[-1] if final_lr is None else final_lr
-    run = {"eval_accuracy": accuracy, "final_lr": final_lr, "drops": drops, "trace": trace}
+    run = {"eval_accuracy": accuracy, "final_lr": final_lr, "drops": drops, "seconds": 60.0, "trace": trace}
+    folder.mkdir(parents=True, exist_ok=True)
     (folder / f"{name}.json").write_text(json.dumps(run))
 
 
-def test_tables_average_over_seeds_and_count_lr_reductions(tmp_path: Path) -> None:
+def _run(command: list[str], cwd: Path = ROOT, **env: str) -> subprocess.CompletedProcess:
+    environment = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", **env)
+    try:
+        result = subprocess.run(command, cwd=cwd, capture_output=True, text=True, env=environment, timeout=TIMEOUT)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"{' '.join(map(str, command[:3]))} did not finish within {TIMEOUT} s")
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    return result
+
+
+def test_drops_are_counted_and_files_must_be_named(tmp_path: Path) -> None:
     _write_run(tmp_path, "rte_autodrop_seed1", 0.50, [5e-5, 2.5e-5], drops=1)
-    _write_run(tmp_path, "rte_autodrop_seed2", 0.60, [5e-5, 5e-5], drops=0)
     _write_run(tmp_path, "rte_linear_seed1", 0.55, [5e-5, 4e-5, 3e-5])
     _write_run(tmp_path, "rte_reduce_lr_on_plateau_seed1", 0.58, [5e-5, 2.5e-5, 2.5e-5, 1.25e-5], final_lr=6.25e-6)
-    runs = aggregate.load_runs(tmp_path)
-    by_variant = {(r["variant"], r["seed"]): r for r in runs}
-    assert by_variant[("reduce_lr_on_plateau", 1)]["drops"] == 3  # two logged decreases, one after the last log
-    assert "drops" not in by_variant[("linear", 1)]  # a fixed schedule decays; it does not drop
-    table = aggregate.quality_table(runs).splitlines()
-    assert [row.split(" | ")[1] for row in table[2:]] == ["autodrop", "linear", "reduce_lr_on_plateau"]
-    expected = f"{statistics.fmean([0.5, 0.6]):.4g} ± {statistics.stdev([0.5, 0.6]):.2g}"
-    assert table[2].startswith(f"| rte | autodrop | 2 | {expected} |")
-    assert len(aggregate.runs_table(runs).splitlines()) == 2 + 4
-    headline = aggregate.headline_table(runs).splitlines()
-    assert headline[0] == "| variant | rte eval_accuracy |"
-    assert headline[2] == f"| autodrop | {expected} (2) |"
-
-
-def test_run_files_must_be_named_data_variant_seed(tmp_path: Path) -> None:
+    runs = {(r["variant"], r["seed"]): r for r in aggregate.load_runs(tmp_path)}
+    assert runs[("reduce_lr_on_plateau", 1)]["drops"] == 3  # two logged decreases, one after the last log
+    assert runs[("autodrop", 1)]["drops"] == 1 and "drops" not in runs[("linear", 1)]  # linear decays, never drops
     (tmp_path / "rte_autodrop.json").write_text("{}")
     with pytest.raises(ValueError, match="<data>_<variant>_seed<N>"):
         aggregate.load_runs(tmp_path)
+
+
+def test_paired_differences_ranks_and_headline_by_hand(tmp_path: Path) -> None:
+    scores = {  # seed: (autodrop, linear, constant_with_warmup, cosine, reduce_lr_on_plateau)
+        1: (0.60, 0.55, 0.50, 0.58, 0.52),
+        2: (0.62, 0.60, 0.61, 0.59, 0.57),
+        3: (0.58, 0.58, 0.55, 0.60, 0.56),
+        4: (0.65, 0.61, 0.60, 0.62, 0.63),
+    }
+    for seed, values in scores.items():
+        for variant, value in zip(aggregate.RANKED, values, strict=True):
+            _write_run(tmp_path, f"rte_{variant}_seed{seed}", value, [5e-5])
+    runs = aggregate.load_runs(tmp_path)
+    result = aggregate.paired(runs, "rte", "autodrop")
+    # differences 0.05, 0.02, 0.00, 0.04: mean 0.0275, sd 0.0222, t = 2.477 with 3 dof: p = 0.0895;
+    # sign test on 3 wins, 0 losses (one tie): p = 0.25
+    assert (result["n"], result["wins"], result["ties"], result["losses"]) == (4, 3, 1, 0)
+    assert result["mean"] == pytest.approx(0.0275)
+    assert result["t_p"] == pytest.approx(0.0895, abs=5e-4) and result["sign_p"] == pytest.approx(0.25)
+    ranks = aggregate.mean_ranks(runs)
+    # seed 1: 1,3,5,2,4; seed 2: 1,3,2,4,5; seed 3: 2.5 (tie with linear),2.5,5,1,4; seed 4: 1,4,5,3,2
+    assert ranks["autodrop"] == (pytest.approx((1 + 1 + 2.5 + 1) / 4), 4)
+    assert ranks["linear"][0] == pytest.approx((3 + 3 + 2.5 + 4) / 4)
+    headline = aggregate.headline_table(runs).splitlines()
+    assert headline[0] == "| schedule | rte eval_accuracy |"
+    assert headline[2] == "| autodrop | 0.6125 ± 0.03 (4) |"
+    assert aggregate.compute_line(runs) == "20 runs, 0.3 hours of run time in all (one CPU thread per run)."
 
 
 def test_collect_run_keeps_results_and_traces(tmp_path: Path) -> None:
@@ -59,12 +88,57 @@ def test_collect_run_keeps_results_and_traces(tmp_path: Path) -> None:
     ]
     (out / "trainer_state.json").write_text(json.dumps({"log_history": log}))
     history = [
-        {"step": 8, "angle": None, "smoothed": None, "dropped": False},
-        {"step": 12, "angle": 80.0, "smoothed": None, "dropped": False},
-        {"step": 16, "angle": 85.0, "smoothed": 84.0, "dropped": True},
+        {"step": 8, "angle": None, "noise_floor": 25.8, "statistic": None, "smoothed": None, "dropped": False},
+        {"step": 12, "angle": 20.0, "noise_floor": 25.8, "statistic": -3.1, "smoothed": None, "dropped": False},
+        {"step": 16, "angle": 26.0, "noise_floor": 25.8, "statistic": 0.4, "smoothed": None, "dropped": True},
     ]
     (out / "autodrop_history.jsonl").write_text("".join(json.dumps(h) + "\n" for h in history))
     trace = collect_run.trace_of(out)
     assert trace["train"] == {"step": [10, 20], "learning_rate": [5e-5, 2.5e-5], "loss": [0.69, 0.5]}
     assert trace["eval"] == {"step": [10], "eval_loss": [0.6]}
-    assert trace["autodrop"] == {"step": [12, 16], "angle": [80.0, 85.0], "smoothed": [None, 84.0], "drop_steps": [16]}
+    assert trace["autodrop"] == {
+        "step": [12, 16], "angle": [20.0, 26.0], "noise_floor": 25.8, "smoothed": [None, None], "drop_steps": [16],
+        "decisions": {"step": [12, 16], "statistic": [-3.1, 0.4], "dropped": [False, True]},
+    }  # fmt: skip
+
+
+def test_the_quick_start_example_runs(tmp_path: Path) -> None:
+    result = _run([sys.executable, "examples/quickstart.py", "--steps", "400"])
+    summary = result.stdout.strip().splitlines()[-1]
+    # window 1 after 100 warm-up steps: the first angle at step 103, then a decision every 10 angles
+    assert summary.startswith("400 steps in") and ": 298 angles, 29 decisions," in summary
+
+
+def test_the_glue_benchmark_script_and_aggregate_run_on_a_tiny_task(tmp_path: Path) -> None:
+    from test_glue_example import WORDS, write_glue_task
+    from tiny import save_tiny_model_dir
+
+    model = save_tiny_model_dir(tmp_path / "model", WORDS)
+    write_glue_task(tmp_path / "glue", "mrpc")
+    results = tmp_path / "results" / "glue"
+    env = {"GLUE_DIR": str(tmp_path / "glue"), "TASKS": "mrpc", "SCHEDULES": "autodrop linear", "SEEDS": "42",
+           "EPOCHS": "2", "MODEL": model, "RESULTS": str(results), "OUTPUTS": str(tmp_path / "outputs"),
+           "PY": sys.executable, "JOBS": "1"}  # fmt: skip
+    output = _run(["bash", "benchmarks/glue_quality.sh"], **env).stdout
+    assert output.count("done: mrpc") == 2 and "FAILED" not in output
+    assert "have:" in _run(["bash", "benchmarks/glue_quality.sh"], **env).stdout  # finished runs are kept
+    run = json.loads((results / "mrpc_autodrop_seed42.json").read_text())
+    assert run["trace"]["autodrop"]["noise_floor"] == pytest.approx(25.84, abs=0.01)  # AdamW's β1 = 0.9
+    tables = _run([sys.executable, "benchmarks/aggregate.py", "--results", str(tmp_path / "results")]).stdout
+    assert "| mrpc | autodrop | 1 |" in tables and "Mean rank" in tables
+    assert (results / "mrpc.png").stat().st_size > 10_000 and (tmp_path / "results/glue_quality.png").exists()
+
+
+def test_the_cost_and_rule_selection_benchmarks_run(tmp_path: Path) -> None:
+    _run([sys.executable, "benchmarks/step_overhead.py", "--model", "tiny", "--steps", "20", "--output", str(tmp_path)])
+    (cost,) = tmp_path.glob("step_overhead_*.json")
+    measured = json.loads(cost.read_text())
+    assert measured["bytes_per_trainable_parameter"] == pytest.approx(12, abs=0.5)
+    _run([sys.executable, "benchmarks/trainer_overhead.py", "--model", "tiny", "--steps", "8", "--repeats", "1",
+          "--output", str(tmp_path)])  # fmt: skip
+    assert len(list(tmp_path.glob("trainer_overhead_*.json"))) == 1
+    _run(
+        [sys.executable, "benchmarks/rule_selection.py", "--budgets", "100", "--seeds", "1", "--output", str(tmp_path)]
+    )
+    table = (tmp_path / "rule_selection.md").read_text()
+    assert table.count("| nqm-adam | 100 |") == 1 and "autodrop (default)" in table

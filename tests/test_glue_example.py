@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from tiny import save_tiny_model_dir
 
 EXAMPLE = Path(__file__).parents[1] / "examples" / "glue"
@@ -139,9 +140,12 @@ def test_glue_tsv_end_to_end(tmp_path, monkeypatch, model_dir, task, metrics):
     assert results["drops"] == sum(r["dropped"] for r in history)
     assert (output / "autodrop.png").stat().st_size > 10_000
     config = json.loads((output / "config.json").read_text())
-    assert config["num_labels" if "num_labels" in config else "id2label"] is not None
     if task == "stsb":
-        assert config.get("problem_type") in (None, "regression") and len(config["id2label"]) == 1
+        assert len(config["id2label"]) == 1  # one regression output
+    else:
+        names = list(GLUE_TASKS[task].label_names)
+        assert config["id2label"] == {str(i): name for i, name in enumerate(names)}
+        assert config["label2id"] == {name: i for i, name in enumerate(names)}
 
 
 def test_csv_files_and_json_config(tmp_path, monkeypatch, model_dir):
@@ -165,9 +169,20 @@ def test_csv_files_and_json_config(tmp_path, monkeypatch, model_dir):
     (tmp_path / "args.json").write_text(json.dumps(config))
     monkeypatch.setattr(sys, "argv", ["run_glue.py", str(tmp_path / "args.json")])
     summary = run_glue.main()
-    assert 0 <= summary["eval_accuracy"] <= 1
     assert summary["schedule"] == "cosine" and summary["drops"] == 0
     assert json.loads((tmp_path / "out/config.json").read_text())["label2id"] == {"neg": 0, "pos": 1}
+    # the reported accuracy is the saved model's, recomputed here from the dev file
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    model = AutoModelForSequenceClassification.from_pretrained(tmp_path / "out").eval()
+    tokenizer = AutoTokenizer.from_pretrained(tmp_path / "out")
+    lines = (tmp_path / "dev.csv").read_text().splitlines()[1:]
+    texts, labels = [line.rsplit(",", 1)[0] for line in lines], [line.rsplit(",", 1)[1] for line in lines]
+    with torch.no_grad():
+        logits = model(**tokenizer(texts, padding=True, truncation=True, max_length=128, return_tensors="pt")).logits
+    predicted = [model.config.id2label[int(i)] for i in logits.argmax(-1)]
+    expected = sum(p == label for p, label in zip(predicted, labels, strict=True)) / len(labels)
+    assert summary["eval_accuracy"] == pytest.approx(expected, abs=1e-9)
 
 
 def test_last_checkpoint_is_resumed(tmp_path, monkeypatch, model_dir):

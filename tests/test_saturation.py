@@ -8,21 +8,16 @@ from autodrop_hf.core.saturation import NoiseFloorTest, SaturationResult, Smooth
 
 
 def test_filter_value_by_hand():
-    # mean 10.75, population variance 1.6875 (std 1.299 < cap 2), centre B[2] = 10
-    weight = math.exp(-9 / (2 * 1.6875))
-    expected = (3 * 10 + 13 * weight) / (3 + weight)
-    assert gaussian_smooth([10.0, 10.0, 10.0, 13.0], sigma_cap=2.0) == pytest.approx(expected, rel=1e-14)
-    assert expected == pytest.approx(10.06791, abs=1e-5)
+    # mean 10.75, population variance 1.6875 (std 1.299 < cap 2), centre B[2] = 10; 13 gets weight
+    # exp(-9 / 3.375) = 0.0695: C = (30 + 13 · 0.0695) / 3.0695 = 10.06791
+    assert gaussian_smooth([10.0, 10.0, 10.0, 13.0], sigma_cap=2.0) == pytest.approx(10.0679106, abs=1e-7)
 
 
 def test_sigma_is_capped_at_half_the_buffer():
-    # std = 2.487 > m/2 = 2, so sigma = 2; centre B[2] = 3 and both neighbours are 3 away.
-    weight = math.exp(-9 / (2 * 2.0**2))
-    capped = (3 + 6 * weight) / (1 + 3 * weight)
-    assert gaussian_smooth([0.0, 0.0, 3.0, 6.0], sigma_cap=2.0) == pytest.approx(capped, rel=1e-14)
-    uncapped_weight = math.exp(-9 / (2 * 24.75 / 4))
-    uncapped = (3 + 6 * uncapped_weight) / (1 + 3 * uncapped_weight)
-    assert abs(capped - uncapped) > 0.05  # the cap changes the value
+    # std = 2.487 > m/2 = 2, so sigma = 2; centre B[2] = 3, both neighbours 3 away with weight exp(-9/8):
+    # C = 2.50660 (with the uncapped sigma it would be 2.40822)
+    assert gaussian_smooth([0.0, 0.0, 3.0, 6.0], sigma_cap=2.0) == pytest.approx(2.5065965, abs=1e-7)
+    assert gaussian_smooth([0.0, 0.0, 3.0, 6.0], sigma_cap=3.0) == pytest.approx(2.4082174, abs=1e-7)
 
 
 def test_zero_sigma_returns_the_centre():

@@ -67,6 +67,7 @@ class ReferenceAutoDrop:
         self.previous_displacement: torch.Tensor | None = None
         self.buffer: list[float] = []  # angles since the last decision
         self.previous_smoothed: float | None = None  # paper's test
+        self.z = math.nan  # noise-floor test: the last decision's statistic
         self.scale = 1.0
         self.angles: list[tuple[int, float]] = []
         self.drops: list[int] = []
@@ -115,16 +116,8 @@ class ReferenceAutoDrop:
             return False
         if self.config.saturation_test == "noise_floor":
             angles, self.buffer = self.buffer, []
-            mean = sum(angles) / m
-            deviations = [a - mean for a in angles]
-            squares = sum(d * d for d in deviations)
-            if squares == 0.0:
-                z = 0.0 if mean == self.psi else math.copysign(math.inf, mean - self.psi)
-            else:
-                r = sum(a * b for a, b in itertools.pairwise(deviations)) / squares
-                r = min(max(r, 0.0), 0.9)
-                z = (mean - self.psi) / math.sqrt(squares / (m - 1) * (1 + r) / ((1 - r) * m))
-            return z >= -self.config.drift_z
+            self.z = self.statistic(angles)
+            return self.z >= -self.config.drift_z
         # the paper's: Gaussian smoothing around the middle angle, then |C - C_prev| < threshold
         buffer = self.buffer[-m:]
         mean = sum(buffer) / m
@@ -141,6 +134,18 @@ class ReferenceAutoDrop:
             self.buffer, self.previous_smoothed = [], None
             return True
         return False
+
+    def statistic(self, angles: list[float]) -> float:
+        """How many standard errors the mean angle lies above the noise floor ψ (lag-1 corrected)."""
+        m = len(angles)
+        mean = sum(angles) / m
+        deviations = [a - mean for a in angles]
+        squares = sum(d * d for d in deviations)
+        if squares == 0.0:
+            return 0.0 if mean == self.psi else math.copysign(math.inf, mean - self.psi)
+        r = sum(a * b for a, b in itertools.pairwise(deviations)) / squares
+        r = min(max(r, 0.0), 0.9)
+        return (mean - self.psi) / math.sqrt(squares / (m - 1) * (1 + r) / ((1 - r) * m))
 
     def drop_factor(self) -> float:
         """ρ, or with ``"auto"`` the step of a linear decay to 0 at step T over one decision interval."""
