@@ -6,7 +6,7 @@ VENV ?= .venv
 TORCH ?= torch==2.13.0
 PY := $(VENV)/bin/python
 
-.PHONY: demo test lint bench-cost clean
+.PHONY: demo test lint package-check bench-cost clean
 
 $(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,17 @@ lint: $(VENV)/.installed
 
 test: lint
 	$(PY) -m pytest -q
+
+# The wheel and sdist install into a fresh virtualenv (torch from TORCH, the rest from the index) and work.
+package-check: $(VENV)/.installed
+	rm -rf dist build/package-check
+	$(PY) -m build --sdist --wheel --outdir dist . > /dev/null
+	$(PYTHON) -m venv build/package-check
+	build/package-check/bin/pip install --quiet "$(TORCH)"
+	build/package-check/bin/pip install --quiet dist/*.whl
+	cd build && package-check/bin/python ../tests/package_smoke.py
+	build/package-check/bin/pip install --quiet --force-reinstall --no-deps dist/*.tar.gz
+	cd build && package-check/bin/python ../tests/package_smoke.py
 
 # What AutoDrop costs per step, on this machine (~8 min on 2 CPU cores; run it on a quiet machine).
 bench-cost: $(VENV)/.installed
