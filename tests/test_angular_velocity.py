@@ -231,3 +231,38 @@ def test_fsdp1_flat_parameters_are_refused():
     model = torch.nn.Sequential(torch.nn.Linear(2, 2), wrapper)
     with pytest.raises(ValueError, match="does not support FSDP1"):
         trainable_parameters(model)
+
+
+def test_sampled_blocks_are_every_strideth_block_as_live_views():
+    from autodrop_hf.core.angular_velocity import SAMPLE_BLOCK, sampled_blocks
+
+    big, small, odd = torch.zeros(10 * SAMPLE_BLOCK + 5), torch.zeros(7), torch.zeros(6, 4).t()  # odd: not contiguous
+    views = sampled_blocks([big, small, odd], stride=3)
+    # blocks in order: big 0..10 (the 11th partial), small (11), odd (12): every 3rd from offset 0
+    assert [v.numel() for v in views] == [SAMPLE_BLOCK] * 4 + [24]
+    assert views[-1] is odd and views[1].data_ptr() == big[3 * SAMPLE_BLOCK :].data_ptr()
+    views[0].fill_(1.0)
+    assert big[:SAMPLE_BLOCK].sum() == SAMPLE_BLOCK  # live: what the optimizer writes, the meter reads
+    assert sampled_blocks([big, small], stride=1) == [big, small]
+    again = sampled_blocks([big, small, odd], stride=3)
+    assert [v.data_ptr() for v in again] == [v.data_ptr() for v in views]  # the same subset every time
+
+
+def test_the_sampled_angle_estimates_the_exact_one():
+    torch.manual_seed(0)
+    params = [torch.nn.Parameter(torch.randn(n) * 0.05) for n in (2_000_000, 300_000, 4096, 384)]
+    exact = WindowedAngularVelocity(params, 2)
+    sampled = WindowedAngularVelocity(params, 2, sample_stride=50)
+    assert sampled.num_parameters == pytest.approx(exact.num_parameters / 50, rel=0.05)
+    assert sum(b.window_sum.numel() * 3 * 4 for b in sampled.buffers) / exact.num_parameters < 0.25  # bytes/param
+    drift = [torch.randn_like(p) for p in params]
+    errors = []
+    for _ in range(200):
+        with torch.no_grad():
+            for p, d in zip(params, drift, strict=True):
+                p.add_(1e-4 * (0.4 * d + torch.randn_like(p)))
+        a, b = exact.observe(), sampled.observe()
+        assert (a is None) == (b is None)
+        if a is not None:
+            errors.append(abs(a - b))
+    assert len(errors) == 98 and np.median(errors) < 0.2 and max(errors) < 1.0

@@ -7,7 +7,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from launch import LaunchTimeout, run_processes
+
+from autodrop_hf import AutoDrop, AutoDropConfig
 
 SCRIPTS = Path(__file__).parent / "distributed"
 
@@ -19,6 +22,10 @@ def launch(script, *arguments, processes=2):
     env = dict(os.environ, OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
     result = run_processes([*command, str(SCRIPTS / script), *map(str, arguments)], env)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+
+def make_tiny_model():
+    return torch.nn.Sequential(torch.nn.Linear(12, 32), torch.nn.Tanh(), torch.nn.Linear(32, 3))
 
 
 def records(folder, world=2):
@@ -65,6 +72,21 @@ def test_plain_loop_matches_one_process(tmp_path, layout):
     else:  # sharded: each holds its part, its state is its own
         assert first["is_sharded"] and second["is_sharded"]
         assert first["local_parameters"] + second["local_parameters"] == (515 if layout == "fsdp" else 515 + 99)
+
+
+@pytest.mark.parametrize("layout", ["ddp", "fsdp"])
+def test_the_memory_light_mode_under_ddp_and_fsdp2(tmp_path, layout):
+    with pytest.warns(UserWarning, match="too few for a steady angle estimate"):  # this model is tiny: said so
+        AutoDrop(make_tiny_model(), AutoDropConfig(sample_fraction=0.5), momentum=0.0)
+    launch("plain_loop.py", "--layout", layout, "--out", tmp_path, "--sample_fraction", 0.5)
+    first, second = records(tmp_path)
+    assert first["drops"] == second["drops"] and first["angles"] == second["angles"] and first["lrs"] == second["lrs"]
+    if layout == "ddp":  # replicated: every process watches the same blocks as one process would
+        assert np.abs(angles(first) - angles(first, "reference_angles")).max() < 1e-3
+        assert first["drops"] == first["reference_drops"]
+    else:  # sharded: each process samples its own shards, weighted as the exact mode
+        assert first["local_parameters"] + second["local_parameters"] < 515
+    assert first["all_reduce_calls"] == first["windows"]
 
 
 def test_trainer_ddp_matches_one_process_and_resumes(tmp_path):

@@ -31,6 +31,10 @@ from .user_warnings import warn
 COSINE_EPSILON = 1e-30
 #: Elements per chunk of the per-window dot products (chunks are summed in float64).
 _REDUCTION_CHUNK = 1 << 20
+#: Elements per block of the memory-light mode: contiguous, so that memory traffic shrinks with the sample.
+SAMPLE_BLOCK = 1024
+#: Seed of the sampled blocks' offset: the same subset on every process and after a resume.
+SAMPLE_SEED = 0
 
 
 def candidate_parameters(model_or_params: nn.Module | Iterable[Any]) -> list[Tensor]:
@@ -108,6 +112,33 @@ def _replication(param: Tensor, world_size: int) -> int:
     return replication
 
 
+def sampled_blocks(tensors: Sequence[Tensor], stride: int, block: int = SAMPLE_BLOCK) -> list[Tensor]:
+    """Every ``stride``-th block of ``block`` contiguous elements of ``tensors`` (in order, each tensor cut
+    into blocks, its last one partial), as live views; ``stride == 1``: the tensors themselves.
+
+    The offset of the first block is fixed by :data:`SAMPLE_SEED`, so every process and every resume picks
+    the same blocks of the same tensors. Each element is in the sample with probability ``1/stride``: the
+    three sums of a window are estimated up to that common factor, which cancels in the cosine. A tensor
+    that is not contiguous is one block.
+    """
+    if stride == 1:
+        return list(tensors)
+    offset = SAMPLE_SEED % stride
+    views, index = [], 0
+    for tensor in tensors:
+        if not tensor.is_contiguous():
+            if index % stride == offset:
+                views.append(tensor)
+            index += 1
+            continue
+        flat = tensor.view(-1)
+        for start in range(0, flat.numel(), block):
+            if index % stride == offset:
+                views.append(flat[start : start + block])
+            index += 1
+    return views
+
+
 class _DeviceBuffers:
     """Flat window buffers for local tensors on one device that share one replication count.
 
@@ -118,11 +149,11 @@ class _DeviceBuffers:
     reductions are single ops.
     """
 
-    def __init__(self, params: list[Tensor], device: torch.device, replication: int) -> None:
-        self.params = params
-        self.replication = replication
+    def __init__(self, params: list[Tensor], device: torch.device, replication: int, sample_stride: int = 1) -> None:
         self.dtype = torch.float64 if any(p.dtype == torch.float64 for p in params) else torch.float32
-        self.numel = sum(p.numel() for p in params)
+        self.params = sampled_blocks(params, sample_stride)
+        self.replication = replication
+        self.numel = sum(p.numel() for p in self.params)
         self.reference, self.reference_views = self._flat(device)
         self.window_sum, self.window_sum_views = self._flat(device)
         self.previous, self.previous_views = self._flat(device)
@@ -178,6 +209,8 @@ class WindowedAngularVelocity:
         reduce_sums: all-reduce (sum) of the three float64 partial sums across processes, with
             several processes; one call of 24 bytes per window.
         world_size: number of processes; plain tensors count as replicated on all of them.
+        sample_stride: watch every ``sample_stride``-th block of each process's local elements
+            (:func:`sampled_blocks`): memory and per-step work shrink by that factor; 1 watches everything.
     """
 
     def __init__(
@@ -186,6 +219,7 @@ class WindowedAngularVelocity:
         window_size: int,
         reduce_sums: Callable[[Tensor], Tensor] | None = None,
         world_size: int = 1,
+        sample_stride: int = 1,
     ) -> None:
         if window_size < 1:
             raise ValueError(f"window_size must be >= 1, got {window_size}.")
@@ -197,7 +231,8 @@ class WindowedAngularVelocity:
         for p in params:
             local = _local_tensor(p)
             groups.setdefault((local.device, _replication(p, world_size)), []).append(local)
-        self.buffers = [_DeviceBuffers(group, *key) for key, group in groups.items()]
+        self.sample_stride = sample_stride
+        self.buffers = [_DeviceBuffers(group, *key, sample_stride) for key, group in groups.items()]
         self._sum_device = self.buffers[0].reference.device
         self.steps_in_window = 0
         self.phase = WindowPhase.EMPTY
@@ -205,8 +240,13 @@ class WindowedAngularVelocity:
 
     @property
     def num_parameters(self) -> int:
-        """Number of scalar parameters watched (on this process)."""
+        """Number of scalar parameters watched (on this process): all of them, or the sampled blocks."""
         return sum(b.numel for b in self.buffers)
+
+    @property
+    def num_blocks(self) -> int:
+        """Number of tensors or sampled blocks watched (on this process)."""
+        return sum(len(b.params) for b in self.buffers)
 
     @property
     def is_sharded(self) -> bool:

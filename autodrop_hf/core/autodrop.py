@@ -26,6 +26,8 @@ from .user_warnings import warn
 
 logger = logging.getLogger("autodrop_hf")
 
+#: Fewer sampled blocks than this give a noisy angle estimate (the memory-light mode warns).
+MIN_SAMPLED_BLOCKS = 64
 #: The decision records of :attr:`AutoDrop.decisions`: ``(step, statistic, saturated)``.
 Decision = tuple[int, float, bool]
 
@@ -170,7 +172,14 @@ class AutoDrop:
                 return sums
 
         self._watched_ids = {id(p) for p in params}
-        return WindowedAngularVelocity(params, self.window_size, reduce_sums, world_size)
+        meter = WindowedAngularVelocity(params, self.window_size, reduce_sums, world_size, self.config.sample_stride)
+        if self.config.sample_stride > 1 and meter.num_blocks < MIN_SAMPLED_BLOCKS:
+            warn(
+                f"sample_fraction={self.config.sample_fraction} watches {meter.num_blocks} blocks "
+                f"({meter.num_parameters} elements) of this model: too few for a steady angle estimate. Use "
+                "sample_fraction=1 for a model this small."
+            )
+        return meter
 
     def _new_test(self) -> NoiseFloorTest | SmoothedChangeTest:
         if self.config.saturation_test == "smoothed_change":
@@ -393,7 +402,7 @@ class AutoDrop:
         saved = values["config"]
         changed = [
             f"{name} {saved.get(name)!r} -> {getattr(self.config, name)!r}"
-            for name in ("saturation_test", "window_size", "buffer_size")
+            for name in ("saturation_test", "window_size", "buffer_size", "sample_fraction")
             if saved.get(name) != getattr(self.config, name)
         ]
         if state["angular_velocity"]["window_size"] != self.window_size:

@@ -78,7 +78,9 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--layout", choices=["ddp", "fsdp", "mixed"], required=True)
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--sample_fraction", type=float, default=1.0)
     args = parser.parse_args()
+    config = CONFIG.replace(sample_fraction=args.sample_fraction)
     accelerator = None
     if args.layout == "ddp":
         from accelerate import Accelerator
@@ -104,11 +106,11 @@ def main():
         optimizer = torch.optim.SGD(model.parameters(), lr=LR)
         scheduler = AutoDropLR(optimizer, num_warmup_steps=WARMUP)
 
-    autodrop = AutoDrop(model, CONFIG, scheduler, num_training_steps=STEPS)
+    autodrop = AutoDrop(model, config, scheduler, num_training_steps=STEPS)
     lrs = train(range(CHECKPOINT), model, optimizer, scheduler, autodrop, counter, rank, world, replicated)
     path = args.out / f"state_rank{rank}.pt"
     torch.save(autodrop.state_dict(), path)
-    autodrop = AutoDrop(model, CONFIG, scheduler, num_training_steps=STEPS)
+    autodrop = AutoDrop(model, config, scheduler, num_training_steps=STEPS)
     autodrop.load_state_dict(torch.load(path, weights_only=True))
     lrs += train(range(CHECKPOINT, STEPS), model, optimizer, scheduler, autodrop, counter, rank, world, replicated)
 
@@ -129,7 +131,7 @@ def main():
         reference_optimizer = torch.optim.SGD(reference_model.parameters(), lr=LR)
         reference_scheduler = AutoDropLR(reference_optimizer, num_warmup_steps=WARMUP)
         reference = AutoDrop(
-            reference_model, CONFIG, reference_scheduler, num_training_steps=STEPS, process_group="local"
+            reference_model, config, reference_scheduler, num_training_steps=STEPS, process_group="local"
         )
         record["reference_lrs"] = train(
             range(STEPS), reference_model, reference_optimizer, reference_scheduler, reference
