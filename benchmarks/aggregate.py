@@ -228,7 +228,7 @@ def cost_table(results: Path) -> str:
         r = json.loads(path.read_text())
         lines.append(
             f"| AutoDrop.step() alone | {r['model']} ({r['trainable_parameters'] / 1e6:.1f}M) | "
-            f"window {r['window_size']}, batch {r['batch']}, {r['threads']} threads | "
+            f"{_mode(r)}, window {r['window_size']}, batch {r['batch']}, {r['threads']} threads | "
             f"{r['mean_ms']['autodrop_step']:.1f} ms/step = {100 * r['autodrop_over_training_step']:.1f}% of the "
             f"training step ({100 * r['autodrop_over_optimizer_step']:.0f}% of AdamW's step); "
             f"{r['bytes_per_trainable_parameter']:.0f} bytes per trainable parameter |"
@@ -240,6 +240,11 @@ def cost_table(results: Path) -> str:
             f"{r['repeats']}×{r['steps_per_run']} steps interleaved | step time ratio {r['median_ratio']:.3f} |"
         )
     return "\n".join(lines)
+
+
+def _mode(result: dict) -> str:
+    fraction = result.get("sample_fraction", 1.0)
+    return "exact" if fraction == 1 else f"memory-light ({fraction:g})"
 
 
 def compute_line(runs: list[dict]) -> str:

@@ -6,8 +6,9 @@ One process, interleaved: every training step is timed in three parts (forward+b
     python benchmarks/step_overhead.py --model minilm --steps 300 --window_size 64
     python benchmarks/step_overhead.py --model minilm --steps 100 --batch_size 32 --seq_len 128
     python benchmarks/step_overhead.py --model tiny --steps 1000
+    python benchmarks/step_overhead.py --model minilm --steps 300 --sample_fraction 0.01   # memory-light mode
 
-Writes ``results/step_overhead_<model>_<batch>x<length>_cpu.json``.
+Writes ``results/step_overhead_<model>_<batch>x<length>[_sample<f>]_cpu.json``.
 """
 
 from __future__ import annotations
@@ -56,13 +57,15 @@ def main() -> None:
     parser.add_argument("--window_size", type=int, default=64)
     parser.add_argument("--batch_size", type=int, default=8)
     parser.add_argument("--seq_len", type=int, default=64)
+    parser.add_argument("--sample_fraction", type=float, default=1.0, help="the memory-light mode (1: exact)")
     parser.add_argument("--output", type=Path, default=Path(__file__).parent / "results")
     args = parser.parse_args()
 
     torch.manual_seed(0)
     model = load_model(args.model).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=2e-5)
-    autodrop = AutoDrop(model, AutoDropConfig(window_size=args.window_size))
+    config = AutoDropConfig(window_size=args.window_size, sample_fraction=args.sample_fraction)
+    autodrop = AutoDrop(model, config, momentum=0.9)  # AdamW's β1
     vocab = model.config.vocab_size
     batch = {
         "input_ids": torch.randint(0, vocab, (args.batch_size, args.seq_len)),
@@ -83,7 +86,7 @@ def main() -> None:
                 value_ms = value * 1e3
                 times[key].append(value_ms)
 
-    trainable = autodrop.angular_velocity.num_parameters
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     buffer_bytes = sum(
         b.reference.nbytes + b.window_sum.nbytes + b.previous.nbytes for b in autodrop.angular_velocity.buffers
     )
@@ -92,6 +95,8 @@ def main() -> None:
         "model": args.model,
         "trainable_parameters": trainable,
         "window_size": args.window_size,
+        "sample_fraction": args.sample_fraction,
+        "watched_parameters": autodrop.angular_velocity.num_parameters,
         "steps": args.steps,
         "batch": f"{args.batch_size}x{args.seq_len}",
         "device": cpu_name(),
@@ -106,7 +111,8 @@ def main() -> None:
         "angles": len(autodrop.angles),
     }
     args.output.mkdir(parents=True, exist_ok=True)
-    out = args.output / f"step_overhead_{args.model}_{result['batch']}_cpu.json"
+    mode = "" if args.sample_fraction == 1 else f"_sample{args.sample_fraction:g}"
+    out = args.output / f"step_overhead_{args.model}_{result['batch']}{mode}_cpu.json"
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
 
