@@ -15,11 +15,11 @@ from autodrop_hf import AutoDrop, AutoDropConfig
 SCRIPTS = Path(__file__).parent / "distributed"
 
 
-def launch(script, *arguments, processes=2):
+def launch(script, *arguments, processes=2, **env_vars):
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}"]
     if processes == 1:
         command = [sys.executable]
-    env = dict(os.environ, OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
+    env = dict(os.environ, OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false", **env_vars)
     result = run_processes([*command, str(SCRIPTS / script), *map(str, arguments)], env)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
 
@@ -179,3 +179,14 @@ def test_an_unchanged_hugging_face_script_under_accelerate_launch_with_the_launc
     history = [json.loads(line) for line in (tmp_path / "out/autodrop_history.jsonl").read_text().splitlines()]
     assert [r["step"] for r in history][-1] <= 16 and sum(r["statistic"] is not None for r in history) >= 3
     assert json.loads((tmp_path / "out/trainer_state.json").read_text())["epoch"] == pytest.approx(16 * 8 / 96)
+
+
+def test_deepspeed_zero3_partitions_give_the_angles_of_replicated_zero2(tmp_path):
+    for stage in (2, 3):
+        launch("deepspeed_trainer.py", "--out", tmp_path / f"stage{stage}", "--stage", stage, DS_ACCELERATOR="cpu")
+    replicated, partitioned = records(tmp_path / "stage2"), records(tmp_path / "stage3")
+    assert not replicated[0]["sharded"] and partitioned[0]["sharded"]
+    assert partitioned[0]["watched"] + partitioned[1]["watched"] >= replicated[0]["watched"]  # padding included
+    for record in partitioned:
+        assert record["drops"] == replicated[0]["drops"] and len(record["angles"]) == len(replicated[0]["angles"]) > 20
+        assert np.abs(angles(record) - angles(replicated[0])).max() < 1e-3

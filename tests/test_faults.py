@@ -261,3 +261,23 @@ def test_numpy_and_tensor_hyperparameters_and_bad_step_counts():
         with pytest.raises(ValueError, match="num_training_steps must be None or an integer >= 1"):
             AutoDrop(params, config, momentum=0.9, num_training_steps=bad)
     assert AutoDrop(params, config, momentum=0.9, num_training_steps=np.int32(3000)).window_size == 3
+
+
+# ----------------------------------------------------------------------------- DeepSpeed
+def test_a_deepspeed_scheduler_section_is_refused_and_zero3_partitions_are_watched(tmp_path):
+    from autodrop_hf.hf.callback import check_deepspeed
+
+    class Arguments:  # TrainingArguments(deepspeed=...) as the callback reads it
+        def __init__(self, deepspeed):
+            self.deepspeed = deepspeed
+
+    check_deepspeed(Arguments(None))
+    path = tmp_path / "ds.json"
+    path.write_text(json.dumps({"zero_optimization": {"stage": 3}}))
+    check_deepspeed(Arguments(str(path)))
+    with pytest.raises(ValueError, match=r"'scheduler' section.*remove that section"):
+        check_deepspeed(Arguments({"scheduler": {"type": "WarmupLR"}, "zero_optimization": {"stage": 1}}))
+    placeholder = torch.nn.Parameter(torch.empty(0))
+    placeholder.ds_tensor = torch.zeros(40)  # ZeRO-3: an empty parameter, this process's partition beside it
+    autodrop = AutoDrop([placeholder], AutoDropConfig(), momentum=0.9)
+    assert autodrop.angular_velocity.num_parameters == 40

@@ -93,16 +93,23 @@ def angle_degrees(dot: float, norm_sq_a: float, norm_sq_b: float) -> float:
 
 
 def _local_tensor(param: Tensor) -> Tensor:
-    """The part of ``param`` this process holds: a live view, updated by the optimizer in place."""
+    """The part of ``param`` this process holds: a live view, updated by the optimizer in place — the local
+    shard of a ``DTensor`` (FSDP2), DeepSpeed ZeRO-3's partition (``ds_tensor``; the parameter itself is an
+    empty placeholder), or the parameter."""
+    partition = getattr(param, "ds_tensor", None)
+    if partition is not None:
+        return partition
     to_local = getattr(param, "to_local", None)  # DTensor
     return param if to_local is None else to_local()
 
 
 def _replication(param: Tensor, world_size: int) -> int:
     """How many processes hold the same elements as this process does for ``param``."""
+    if getattr(param, "ds_tensor", None) is not None:
+        return 1  # DeepSpeed ZeRO-3: disjoint partitions (the padding of the last one never moves)
     placements = getattr(param, "placements", None)
     if placements is None:
-        return world_size  # a plain tensor in a multi-process run is replicated (DDP)
+        return world_size  # a plain tensor in a multi-process run is replicated (DDP, DeepSpeed ZeRO-1/2)
     replication = 1
     for dim, placement in enumerate(placements):
         if placement.is_partial():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import json
 import shutil
 from pathlib import Path
 from typing import Any
@@ -124,6 +125,7 @@ class AutoDropCallback(TrainerCallback):
         lr_scheduler: Any = None,
         **kwargs: Any,
     ) -> None:
+        check_deepspeed(args)
         self.autodrop = self._build(args, state, model, lr_scheduler)
         schedule = scheduler_name(args)
         if not isinstance(unwrap_scheduler(lr_scheduler), AutoDropLR) and schedule != "constant_with_warmup":
@@ -218,6 +220,27 @@ class AutoDropCallback(TrainerCallback):
         history = Path(args.output_dir) / HISTORY_FILE
         if args.should_save and history.exists():
             shutil.copyfile(history, folder / HISTORY_FILE)
+
+
+def check_deepspeed(args: TrainingArguments) -> None:
+    """Refuse the DeepSpeed configuration AutoDrop cannot act in, with what to change.
+
+    ZeRO stages 1 and 2 replicate the parameters: AutoDrop watches them as under DDP; stage 3 partitions
+    them, and AutoDrop watches each process's partition (``ds_tensor``) as an FSDP2 shard. A ``scheduler``
+    section makes DeepSpeed's scheduler replace the Trainer's, and AutoDrop's drops would not reach the
+    learning rate: the two are refused together rather than composed.
+    """
+    config = args.deepspeed
+    if config is None:
+        return
+    if not isinstance(config, dict):
+        config = json.loads(Path(config).read_text())
+    if config.get("scheduler"):
+        raise ValueError(
+            "the DeepSpeed config has a 'scheduler' section, which replaces the Trainer's scheduler, so AutoDrop's "
+            "drops would not reach the learning rate: remove that section and choose the schedule with "
+            "lr_scheduler_type ('autodrop', or any other for AutoDrop to multiply)."
+        )
 
 
 class _RemoveLogKeys(TrainerCallback):

@@ -1,0 +1,47 @@
+"""AutoDropTrainer under DeepSpeed (CPU accelerator) with ZeRO stage 1, 2 or 3; writes OUT/rank<N>.json."""
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parents[1]))
+
+from tiny import TokenParity, tiny_bert
+
+from autodrop_hf import AutoDropCallback, AutoDropTrainer, AutoDropTrainingArguments
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--stage", type=int, required=True)
+    args = parser.parse_args()
+    deepspeed = {
+        "zero_optimization": {"stage": args.stage},
+        "train_micro_batch_size_per_gpu": "auto",
+        "gradient_accumulation_steps": "auto",
+        "optimizer": {
+            "type": "AdamW",
+            "params": {"lr": "auto", "betas": "auto", "eps": "auto", "weight_decay": "auto"},
+        },
+    }
+    training_args = AutoDropTrainingArguments(
+        output_dir=str(args.out), lr_scheduler_type="autodrop", autodrop_window_size="1", autodrop_buffer_size=3,
+        max_steps=30, per_device_train_batch_size=8, learning_rate=1e-3, report_to=[], save_strategy="no",
+        use_cpu=True, deepspeed=deepspeed, disable_tqdm=True, train_sampling_strategy="sequential", seed=0,
+    )  # fmt: skip
+    model = tiny_bert()
+    for module in model.modules():
+        if module.__class__.__name__ == "Dropout":
+            module.p = 0.0
+    trainer = AutoDropTrainer(model=model, args=training_args, train_dataset=TokenParity())
+    trainer.train()
+    autodrop = next(cb for cb in trainer.callback_handler.callbacks if isinstance(cb, AutoDropCallback)).autodrop
+    record = {"angles": autodrop.angles, "drops": autodrop.drops, "watched": autodrop.angular_velocity.num_parameters,
+              "sharded": autodrop.angular_velocity.is_sharded}  # fmt: skip
+    (args.out / f"rank{training_args.process_index}.json").write_text(json.dumps(record))
+
+
+if __name__ == "__main__":
+    main()
