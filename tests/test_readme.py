@@ -1,5 +1,9 @@
+"""The README's snippets run, and say what the README says they do."""
+
 import re
 from pathlib import Path
+
+import torch
 
 README = Path(__file__).parents[1] / "README.md"
 
@@ -9,12 +13,20 @@ def python_blocks(heading: str) -> list[str]:
     return re.findall(r"```python\n(.*?)```", section, flags=re.S)
 
 
-def test_quick_start_snippet_runs_and_drops(capsys):
-    (snippet,) = python_blocks("Quick start: a plain PyTorch loop")
+def test_quick_start_snippets_run_and_decide(capsys):
+    one_object, two_objects = python_blocks("Quick start: a plain PyTorch loop")
     namespace: dict = {}
-    exec(compile(snippet, str(README), "exec"), namespace)
-    autodrop, scheduler = namespace["autodrop"], namespace["scheduler"]
-    assert len(autodrop.angles) == (2000 - 50) // 5 - 2
-    assert autodrop.drops, "the snippet should show at least one drop"
-    assert scheduler.get_last_lr()[0] == 1e-2 * autodrop.scale
-    assert "lr dropped to" in capsys.readouterr().out
+    exec(compile(one_object, str(README), "exec"), namespace)
+    autodrop, optimizer = namespace["autodrop"], namespace["optimizer"]
+    assert autodrop.window_size == 2  # "auto": 2,000 steps / 1,000
+    # angles from the third window after warm-up until the last stair takes the learning rate to 0
+    assert autodrop.scale == 0 and len(autodrop.angles) == (autodrop.drops[-1] - 50) // 2 - 2
+    assert len(autodrop.decisions) == len(autodrop.angles) // 10 and len(autodrop.drops) > 50
+    assert optimizer.param_groups[0]["lr"] == 1e-2 * autodrop.scale
+    printed = capsys.readouterr().out
+    assert f"{len(autodrop.decisions)} decisions, {len(autodrop.drops)} drops; noise floor 28.43°" in printed
+
+    composed = two_objects.replace("...  #", "#")
+    exec(compile(composed, str(README), "exec"), namespace)
+    cosine = namespace["scheduler"]
+    assert isinstance(cosine, torch.optim.lr_scheduler.CosineAnnealingLR) and namespace["autodrop"].scheduler is cosine
