@@ -358,24 +358,26 @@ def test_any_scheduler_is_multiplied():
     assert problem.scheduler.get_last_lr() == [problem.optimizer.param_groups[0]["lr"]]
 
 
+def _learning_rates(problem, autodrop, steps):
+    """Train ``steps`` steps; the learning rate each step ran with."""
+    lrs = []
+    for _ in range(steps):
+        lrs.append(problem.optimizer.param_groups[0]["lr"])
+        problem.train_step()
+        autodrop.step()
+    return lrs
+
+
 def test_resume_mid_window_is_exact(tmp_path):
     config = AutoDropConfig(window_size=6, buffer_size=4)
     straight = AdamProblem(seed=3, num_warmup_steps=12)
     reference = AutoDrop([straight.x], config, straight.scheduler, num_training_steps=1_200)
-    lrs_straight = []
-    for _ in range(1_200):
-        lrs_straight.append(straight.optimizer.param_groups[0]["lr"])
-        straight.train_step()
-        reference.step()
+    lrs_straight = _learning_rates(straight, reference, 1_200)
     assert len([s for s in reference.drops if s < 500]) >= 1 and len(reference.drops) > 5
 
     first = AdamProblem(seed=3, num_warmup_steps=12)
     autodrop = AutoDrop([first.x], config, first.scheduler, num_training_steps=1_200)
-    lrs = []
-    for _ in range(500):
-        lrs.append(first.optimizer.param_groups[0]["lr"])
-        first.train_step()
-        autodrop.step()
+    lrs = _learning_rates(first, autodrop, 500)
     assert autodrop.angular_velocity.steps_in_window != 0  # the checkpoint is mid-window
     torch.save(
         {
@@ -395,10 +397,7 @@ def test_resume_mid_window_is_exact(tmp_path):
     resumed = AutoDrop([second.x], config, second.scheduler, num_training_steps=1_200)
     resumed.load_state_dict(saved["autodrop"])
     torch.set_rng_state(saved["rng"])
-    for _ in range(700):
-        lrs.append(second.optimizer.param_groups[0]["lr"])
-        second.train_step()
-        resumed.step()
+    lrs += _learning_rates(second, resumed, 700)
 
     assert resumed.drops == reference.drops
     assert resumed.angles == reference.angles and resumed.decisions == reference.decisions
