@@ -331,12 +331,13 @@ def test_plot_command_draws_a_real_run(tmp_path):
     assert exit_info.value.code == 2
 
 
-def test_core_import_does_not_import_transformers():
+@pytest.mark.parametrize("module", ["autodrop_hf", "autodrop_hf.tools.plot", "autodrop_hf.core.reference"])
+def test_the_core_and_the_tools_import_neither_transformers_nor_accelerate(module):
     import subprocess
 
-    code = "import autodrop_hf, sys; print('transformers' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "False"
+    code = f"import {module}, sys; print('transformers' in sys.modules, 'accelerate' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120).stdout
+    assert out.strip() == "False False"
 
 
 def test_sharded_state_is_saved_and_restored_per_process(tmp_path, monkeypatch):

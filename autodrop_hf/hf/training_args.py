@@ -35,10 +35,14 @@ class AutoDropSchedulerName(str):
         return (AutoDropSchedulerName, (str(self),))
 
 
+def schedule_value(name: Any) -> str:
+    """A scheduler name as a plain string, whether it is a ``SchedulerType`` member or a string."""
+    return getattr(name, "value", name)
+
+
 def scheduler_name(args: Any) -> str:
-    """``args.lr_scheduler_type`` as a plain string, whether it is a ``SchedulerType`` or a string."""
-    value = getattr(args, "lr_scheduler_type", None)
-    return getattr(value, "value", value)
+    """``args.lr_scheduler_type`` as a plain string."""
+    return schedule_value(getattr(args, "lr_scheduler_type", None))
 
 
 def uses_autodrop(args: Any) -> bool:
@@ -133,7 +137,7 @@ class AutoDropArgumentsMixin(_AutoDropFields):
         self.autodrop_config()  # fail now, with AutoDropConfig's message, not at train()
 
     def set_lr_scheduler(self, name: str = "linear", **kwargs: Any) -> Any:
-        if getattr(name, "value", name) != AUTODROP_SCHEDULER:
+        if schedule_value(name) != AUTODROP_SCHEDULER:
             return super().set_lr_scheduler(name=name, **kwargs)
         super().set_lr_scheduler(name=SchedulerType.CONSTANT_WITH_WARMUP, **kwargs)
         self.lr_scheduler_type = AutoDropSchedulerName(AUTODROP_SCHEDULER)
