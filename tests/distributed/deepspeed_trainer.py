@@ -1,6 +1,12 @@
-"""AutoDropTrainer under DeepSpeed (CPU accelerator) with ZeRO stage 1, 2 or 3; writes OUT/rank<N>.json."""
+"""AutoDropTrainer under DeepSpeed (CPU accelerator) with ZeRO stage 1, 2 or 3; writes OUT/rank<N>.json.
+
+Nothing here needs a C++ compiler: DeepSpeed's CPU accelerator would otherwise JIT-compile two ops on a
+fresh machine (its shared-memory all-reduce and its fused Adam, minutes of compilation on two cores), so
+the Trainer's own torch AdamW is used and collectives go through gloo.
+"""
 
 import argparse
+import importlib
 import json
 import sys
 from pathlib import Path
@@ -17,19 +23,17 @@ def main():
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--stage", type=int, required=True)
     args = parser.parse_args()
-    deepspeed = {
+    config = {
         "zero_optimization": {"stage": args.stage},
         "train_micro_batch_size_per_gpu": "auto",
         "gradient_accumulation_steps": "auto",
-        "optimizer": {
-            "type": "AdamW",
-            "params": {"lr": "auto", "betas": "auto", "eps": "auto", "weight_decay": "auto"},
-        },
     }
+    backend = importlib.import_module("deepspeed.comm.torch")  # `deepspeed.comm.torch` is shadowed by torch
+    backend.build_shm_op = lambda: None  # gloo's all-reduce instead of a JIT-compiled kernel
     training_args = AutoDropTrainingArguments(
         output_dir=str(args.out), lr_scheduler_type="autodrop", autodrop_window_size="1", autodrop_buffer_size=3,
         max_steps=30, per_device_train_batch_size=8, learning_rate=1e-3, report_to=[], save_strategy="no",
-        use_cpu=True, deepspeed=deepspeed, disable_tqdm=True, train_sampling_strategy="sequential", seed=0,
+        use_cpu=True, deepspeed=config, disable_tqdm=True, train_sampling_strategy="sequential", seed=0,
     )  # fmt: skip
     model = tiny_bert()
     for module in model.modules():
