@@ -242,6 +242,24 @@ def cost_table(results: Path) -> str:
     return "\n".join(lines)
 
 
+def sampling_table(results: Path) -> str:
+    """The memory-light mode against exact mode on recorded real runs (``sampling_error.py``)."""
+    lines = ["| run | fraction | watched parameters | bytes per parameter | angle error median / p95 / max | "
+             "same decisions |", "|---|---|---|---|---|---|"]  # fmt: skip
+    for path in sorted(results.glob("sampling_error_*.json")):
+        r = json.loads(path.read_text())
+        run = f"{r['data']}, {r['steps']} steps, window {r['window_size']}, {r['exact']['decisions']} decisions"
+        for key in sorted((k for k in r if k.startswith("sample_")), key=lambda k: -float(k.split("_")[1])):
+            m = r[key]
+            lines.append(
+                f"| {run} | {key.split('_')[1]} | {m['watched_parameters']:,} of {r['trainable_parameters']:,} | "
+                f"{m['bytes_per_parameter']:.2f} | {m['angle_error_median_degrees']:.2f}° / "
+                f"{m['angle_error_p95_degrees']:.2f}° / {m['angle_error_max_degrees']:.2f}° | "
+                f"{100 * m['same_decisions']:.1f}% |"
+            )
+    return "\n".join(lines)
+
+
 def _mode(result: dict) -> str:
     fraction = result.get("sample_fraction", 1.0)
     return "exact" if fraction == 1 else f"memory-light ({fraction:g})"
@@ -332,6 +350,8 @@ def main() -> None:
 
     matplotlib.use("Agg")
     sections = ["# Benchmark results\n", "## Cost (CPU)\n", cost_table(results)]
+    if any(results.glob("sampling_error_*.json")):
+        sections += ["\n## The memory-light mode against exact mode (recorded real runs)\n", sampling_table(results)]
     for title, name in QUALITY_SECTIONS:
         runs = load_runs(results / name) if (results / name).exists() else []
         if not runs:

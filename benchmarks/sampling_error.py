@@ -67,7 +67,8 @@ def translation_run(args) -> tuple[torch.nn.Module, torch.optim.Optimizer, list,
     from translation_data import read_parallel_text
 
     pairs = read_parallel_text(args.text_dir, "train", "de", "en")
-    model_args, data_args = ModelArguments(), DataTrainingArguments(source_lang="de", target_lang="en")
+    model_args = ModelArguments()
+    data_args = DataTrainingArguments(text_dir=args.text_dir, source_lang="de", target_lang="en")
     tokenizer, model = build_from_scratch(model_args, pairs, data_args)
     encoded = tokenizer([p["de"] for p in pairs], text_target=[p["en"] for p in pairs], truncation=True, max_length=128)
     columns = zip(encoded["input_ids"], encoded["attention_mask"], encoded["labels"], strict=True)
@@ -77,7 +78,7 @@ def translation_run(args) -> tuple[torch.nn.Module, torch.optim.Optimizer, list,
     order = torch.randperm(len(features), generator=generator).tolist()
     batches = [collate([features[i] for i in order[s : s + 64]]) for s in range(0, 64 * args.steps, 64)]
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    return model, optimizer, batches, args.steps, 100
+    return model, optimizer, batches, args.steps, args.warmup_steps
 
 
 def main() -> None:
@@ -87,6 +88,7 @@ def main() -> None:
     parser.add_argument("--task", default="cola")
     parser.add_argument("--text_dir", default="../shared/data/translation/multi30k")
     parser.add_argument("--steps", type=int, default=600, help="translation: optimizer steps")
+    parser.add_argument("--warmup_steps", type=int, default=100, help="translation: warm-up steps")
     parser.add_argument("--output", type=Path, default=Path(__file__).parent / "results")
     args = parser.parse_args()
     torch.manual_seed(42)
@@ -128,7 +130,7 @@ def main() -> None:
             "angle_error_median_degrees": statistics.median(errors),
             "angle_error_p95_degrees": sorted(errors)[int(0.95 * (len(errors) - 1))],
             "angle_error_max_degrees": max(errors),
-            "same_decisions": sum(same) / len(same),
+            "same_decisions": sum(same) / len(same) if same else None,
             "decisions_differing_at": [x[0] for x, ok in zip(exact.decisions, same, strict=True) if not ok],
         }
     args.output.mkdir(parents=True, exist_ok=True)

@@ -142,3 +142,18 @@ def test_the_cost_and_rule_selection_benchmarks_run(tmp_path: Path) -> None:
     )
     table = (tmp_path / "rule_selection.md").read_text()
     assert table.count("| nqm-adam | 100 |") == 1 and "autodrop (default)" in table
+
+
+def test_the_sampling_error_benchmark_runs_and_is_tabulated(tmp_path: Path) -> None:
+    from test_translation_example import write_parallel
+
+    text = write_parallel(tmp_path / "text", sizes=(("train", 1000),))
+    _run([sys.executable, "benchmarks/sampling_error.py", "translation", "--text_dir", str(text), "--steps", "15",
+          "--warmup_steps", "0", "--output", str(tmp_path)])  # fmt: skip
+    result = json.loads((tmp_path / "sampling_error_multi30k.json").read_text())
+    # window 1: angles from step 3; the first decision (10 angles) drops to 0, ending the observation
+    assert result["exact"] == {"angles": 10, "decisions": 1, "drops": 1}
+    light = result["sample_0.01"]
+    assert light["bytes_per_parameter"] < 0.15 and 0 <= light["angle_error_median_degrees"] <= 180
+    assert light["same_decisions"] in (0.0, 1.0)
+    assert f"| {light['watched_parameters']:,} of " in aggregate.sampling_table(tmp_path)
