@@ -26,6 +26,8 @@ SCHEDULE_ORDER = ["autodrop", "autodrop_paper", "linear", "constant_with_warmup"
 RANKED = ("autodrop", "linear", "constant_with_warmup", "cosine", "reduce_lr_on_plateau")
 REFERENCE = "linear"
 METRIC_DRIVEN = ("reduce_lr_on_plateau", "greedy")
+#: P(z < −drift_z) for a standard normal z at the default drift_z = 2: how often noise alone holds.
+CHANCE_HOLD = 0.5 * math.erfc(2 / math.sqrt(2))
 HEADLINE_METRICS = ("eval_matthews_correlation", "eval_accuracy", "test_bleu")
 SKIP = {"optimizer_steps", "parameters_millions"}
 # (title, name of the figures and folder)
@@ -192,21 +194,26 @@ def drops_table(runs: list[dict]) -> str:
 
 
 def signal_table(runs: list[dict]) -> str:
-    """AutoDrop's view of every run: its angle against the noise floor, and what each decision did."""
-    lines = ["| data | schedule | seed | window | noise floor ψ | mean angle | decisions | held (progress) | drops |",
-             "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    """AutoDrop's view of every run: its angle against the noise floor, and what each decision did. For the
+    default rule, the decisions' mean statistic z and the holds that pure noise would give (Φ(−2) = 2.3% of
+    the decisions, ``drift_z`` = 2): holds well above that count are progress the angle measured."""
+    lines = ["| data | schedule | seed | window | noise floor ψ | mean angle | decisions | mean z | "
+             "held (progress) | held by chance | drops |", "|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for (data, variant), members in grouped(runs).items():
         for run in sorted(members, key=lambda r: r["seed"]):
             trace = run.get("trace", {}).get("autodrop")
             if not trace or not trace.get("noise_floor"):
                 continue
-            decisions = trace.get("decisions", {"step": [], "dropped": []})
-            held = sum(not d for d in decisions["dropped"]) if variant == "autodrop" else "–"
+            decisions = trace.get("decisions", {"step": [], "dropped": [], "statistic": []})
+            default = variant == "autodrop"
+            held = sum(not d for d in decisions["dropped"]) if default else "–"
+            mean_z = f"{statistics.fmean(decisions['statistic']):+.2f}" if default and decisions["step"] else "–"
+            chance = f"{CHANCE_HOLD * len(decisions['step']):.1f}" if default else "–"
             window = (trace["step"][1] - trace["step"][0]) if len(trace["step"]) > 1 else "–"
             lines.append(
                 f"| {data} | {variant} | {run['seed']} | {window} | {trace['noise_floor']:.2f}° | "
-                f"{statistics.fmean(trace['angle']):.2f}° | {len(decisions['step'])} | {held} | "
-                f"{len(trace['drop_steps'])} |"
+                f"{statistics.fmean(trace['angle']):.2f}° | {len(decisions['step'])} | {mean_z} | {held} | "
+                f"{chance} | {len(trace['drop_steps'])} |"
             )
     return "\n".join(lines)
 

@@ -77,6 +77,20 @@ def test_paired_differences_ranks_and_headline_by_hand(tmp_path: Path) -> None:
     assert aggregate.compute_line(runs) == "20 runs, 0.3 hours of run time in all (one CPU thread per run)."
 
 
+def test_the_signal_table_counts_holds_against_chance(tmp_path: Path) -> None:
+    _write_run(tmp_path, "rte_autodrop_seed1", 0.6, [1e-5, 5e-6], drops=3)
+    run = json.loads((tmp_path / "rte_autodrop_seed1.json").read_text())
+    run["trace"]["autodrop"] = {
+        "step": [3, 4, 5], "angle": [20.0, 25.0, 30.0], "noise_floor": 25.84, "drop_steps": [10, 20, 30],
+        "decisions": {"step": [10, 20, 30, 40], "statistic": [-3.0, 0.5, 1.0, -0.5],
+                      "dropped": [False, True, True, True]},
+    }  # fmt: skip
+    (tmp_path / "rte_autodrop_seed1.json").write_text(json.dumps(run))
+    rows = aggregate.signal_table(aggregate.load_runs(tmp_path)).splitlines()
+    # window 1, mean angle 25°, 4 decisions with mean z −0.5, 1 hold where noise gives 4 × 2.28% = 0.09
+    assert rows[2] == "| rte | autodrop | 1 | 1 | 25.84° | 25.00° | 4 | -0.50 | 1 | 0.1 | 3 |"
+
+
 def test_collect_run_keeps_results_and_traces(tmp_path: Path) -> None:
     out = tmp_path / "run"
     out.mkdir()
