@@ -9,10 +9,12 @@ import argparse
 import importlib
 import json
 import sys
+import weakref
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parents[1]))
 
+from teardown import end_training
 from tiny import TokenParity, tiny_bert
 
 from autodrop_hf import AutoDropCallback, AutoDropTrainer, AutoDropTrainingArguments
@@ -45,6 +47,9 @@ def main():
     record = {"angles": autodrop.angles, "drops": autodrop.drops, "watched": autodrop.angular_velocity.num_parameters,
               "sharded": autodrop.angular_velocity.is_sharded}  # fmt: skip
     (args.out / f"rank{training_args.process_index}.json").write_text(json.dumps(record))
+    wrapped = weakref.ref(trainer.model_wrapped)  # the DeepSpeed engine
+    trainer.model_wrapped = trainer.deepspeed = None
+    end_training(trainer.accelerator, wrapped)  # else gloo's threads may abort the process at exit
 
 
 if __name__ == "__main__":

@@ -6,7 +6,9 @@ already destroyed, and the DDP model is freed afterwards, as when a script's loc
 GIL held and joins gloo's worker threads, one of which may be waiting for the GIL to free the tensors of
 the last collective (the Trainer's final ``all_gather``): a deadlock (PyTorch: pybind11 destructors
 that block while holding the GIL). Freed through ``destroy_process_group``, the group's destructor
-releases the GIL first. So: free every DDP model, then destroy the process group.
+releases the GIL first. A group never destroyed is torn down at interpreter exit instead, where gloo's
+threads may abort the process (``terminate called without an active exception``; seen once in 20 runs of
+the DeepSpeed test). So: free every DDP model (or DeepSpeed engine), then destroy the process group.
 """
 
 import gc
