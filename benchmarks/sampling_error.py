@@ -75,7 +75,9 @@ def translation_run(args) -> tuple[torch.nn.Module, torch.optim.Optimizer, list,
     features = [{"input_ids": ids, "attention_mask": mask, "labels": labels} for ids, mask, labels in columns]
     collate = DataCollatorForSeq2Seq(tokenizer, model=model)
     generator = torch.Generator().manual_seed(42)
-    order = torch.randperm(len(features), generator=generator).tolist()
+    order = []
+    while len(order) < 64 * args.steps:  # as many epochs as the steps need
+        order += torch.randperm(len(features), generator=generator).tolist()
     batches = [collate([features[i] for i in order[s : s + 64]]) for s in range(0, 64 * args.steps, 64)]
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     return model, optimizer, batches, args.steps, args.warmup_steps

@@ -161,7 +161,7 @@ def test_the_cost_and_rule_selection_benchmarks_run(tmp_path: Path) -> None:
 def test_the_sampling_error_benchmark_runs_and_is_tabulated(tmp_path: Path) -> None:
     from test_translation_example import write_parallel
 
-    text = write_parallel(tmp_path / "text", sizes=(("train", 1000),))
+    text = write_parallel(tmp_path / "text", sizes=(("train", 500),))  # 15 steps of 64 need two epochs
     _run([sys.executable, "benchmarks/sampling_error.py", "translation", "--text_dir", str(text), "--steps", "15",
           "--warmup_steps", "0", "--output", str(tmp_path)])  # fmt: skip
     result = json.loads((tmp_path / "sampling_error_multi30k.json").read_text())
