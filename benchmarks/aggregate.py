@@ -258,11 +258,11 @@ def sampling_table(results: Path) -> str:
         run = f"{r['data']}, {r['steps']} steps, window {r['window_size']}, {r['exact']['decisions']} decisions"
         for key in sorted((k for k in r if k.startswith("sample_")), key=lambda k: -float(k.split("_")[1])):
             m = r[key]
+            same = "–" if m["same_decisions"] is None else f"{100 * m['same_decisions']:.1f}%"
             lines.append(
                 f"| {run} | {key.split('_')[1]} | {m['watched_parameters']:,} of {r['trainable_parameters']:,} | "
                 f"{m['bytes_per_parameter']:.2f} | {m['angle_error_median_degrees']:.2f}° / "
-                f"{m['angle_error_p95_degrees']:.2f}° / {m['angle_error_max_degrees']:.2f}° | "
-                f"{100 * m['same_decisions']:.1f}% |"
+                f"{m['angle_error_p95_degrees']:.2f}° / {m['angle_error_max_degrees']:.2f}° | {same} |"
             )
     return "\n".join(lines)
 
