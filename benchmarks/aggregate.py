@@ -251,16 +251,17 @@ def cost_table(results: Path) -> str:
 
 def sampling_table(results: Path) -> str:
     """The memory-light mode against exact mode on recorded real runs (``sampling_error.py``)."""
-    lines = ["| run | fraction | watched parameters | bytes per parameter | angle error median / p95 / max | "
-             "same decisions |", "|---|---|---|---|---|---|"]  # fmt: skip
+    lines = ["| run | fraction | block | watched parameters | bytes per parameter | angle error median / p95 / max | "
+             "same decisions |", "|---|---|---|---|---|---|---|"]  # fmt: skip
     for path in sorted(results.glob("sampling_error_*.json")):
         r = json.loads(path.read_text())
         run = f"{r['data']}, {r['steps']} steps, window {r['window_size']}, {r['exact']['decisions']} decisions"
-        for key in sorted((k for k in r if k.startswith("sample_")), key=lambda k: -float(k.split("_")[1])):
-            m = r[key]
+        samples = [r[k] | {"fraction": k.split("_")[1]} for k in r if k.startswith("sample_")]
+        for m in sorted(samples, key=lambda m: (-float(m["fraction"]), -m.get("block", 1024))):
             same = "–" if m["same_decisions"] is None else f"{100 * m['same_decisions']:.1f}%"
             lines.append(
-                f"| {run} | {key.split('_')[1]} | {m['watched_parameters']:,} of {r['trainable_parameters']:,} | "
+                f"| {run} | {m['fraction']} | {m.get('block', 1024):,} | "
+                f"{m['watched_parameters']:,} of {r['trainable_parameters']:,} | "
                 f"{m['bytes_per_parameter']:.2f} | {m['angle_error_median_degrees']:.2f}° / "
                 f"{m['angle_error_p95_degrees']:.2f}° / {m['angle_error_max_degrees']:.2f}° | {same} |"
             )

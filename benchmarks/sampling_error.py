@@ -10,7 +10,7 @@ defaults driving the learning rate, while AutoDrops in the memory-light mode wat
 decision: whether the sampled detector takes the same decision. Writes
 ``results/sampling_error_<data>.json``.
 
-The estimator: with every ``s``-th block of 1,024 elements sampled (``n`` of ``N`` blocks), each window sum
+The estimator: with every ``s``-th block of ``B`` elements sampled (``n`` of ``N`` blocks), each window sum
 (``P = <a, b>``, ``Q = ‖a‖²``, ``R = ‖b‖²``, over blocks ``P_j``, ``Q_j``, ``R_j``) is estimated by ``s`` times its
 sampled part, and the cosine ``c = P/√(QR)`` by the ratio, in which ``s`` cancels. To first order,
 ``ĉ − c ≈ Σ_j (s·[j sampled] − 1)·e_j`` with ``e_j = P_j/√(QR) − (c/2)·(Q_j/Q + R_j/R)``, so
@@ -31,6 +31,7 @@ from pathlib import Path
 import torch
 
 from autodrop_hf import AutoDrop, AutoDropConfig, AutoDropScheduler
+from autodrop_hf.core.angular_velocity import SAMPLE_BLOCK, WindowedAngularVelocity
 
 ROOT = Path(__file__).parents[1]
 FRACTIONS = (0.1, 0.01)
@@ -91,21 +92,25 @@ def main() -> None:
     parser.add_argument("--text_dir", default="../shared/data/translation/multi30k")
     parser.add_argument("--steps", type=int, default=600, help="translation: optimizer steps")
     parser.add_argument("--warmup_steps", type=int, default=100, help="translation: warm-up steps")
+    parser.add_argument(
+        "--blocks", type=int, nargs="+", default=[SAMPLE_BLOCK], help="elements per sampled block, to compare"
+    )
     parser.add_argument("--output", type=Path, default=Path(__file__).parent / "results")
     args = parser.parse_args()
     torch.manual_seed(42)
     model, optimizer, batches, total, warmup = (glue_run if args.data == "glue" else translation_run)(args)
     scheduler = AutoDropScheduler(optimizer, model, AutoDropConfig(), num_training_steps=total, num_warmup_steps=warmup)
-    shadows = {
-        fraction: AutoDrop(
-            model,
-            AutoDropConfig(sample_fraction=fraction),
-            momentum=0.9,
-            num_training_steps=total,
-            num_warmup_steps=warmup,
-        )
-        for fraction in FRACTIONS
-    }
+    shadows = {}
+    for fraction in FRACTIONS:
+        for block in args.blocks:
+            config = AutoDropConfig(sample_fraction=fraction)
+            shadow = AutoDrop(model, config, momentum=0.9, num_training_steps=total, num_warmup_steps=warmup)
+            if block != SAMPLE_BLOCK:  # the same detector, its meter cutting blocks of another size
+                meter = shadow.angular_velocity
+                shadow.angular_velocity = WindowedAngularVelocity(
+                    meter.params, meter.window_size, sample_stride=config.sample_stride, sample_block=block
+                )
+            shadows[fraction, block] = shadow
     start = time.perf_counter()
     for batch in batches[:total]:
         model(**batch).loss.backward()
@@ -123,10 +128,11 @@ def main() -> None:
         "exact": {"angles": len(exact.angles), "decisions": len(exact.decisions), "drops": len(exact.drops)},
         "seconds": round(time.perf_counter() - start, 1),
     }
-    for fraction, shadow in shadows.items():
+    for (fraction, block), shadow in shadows.items():
         errors = [abs(a - b) for (_, a), (_, b) in zip(exact.angles, shadow.angles, strict=True)]
         same = [x[2] == y[2] for x, y in zip(exact.decisions, shadow.decisions, strict=True)]
-        result[f"sample_{fraction:g}"] = {
+        result[f"sample_{fraction:g}" + ("" if block == SAMPLE_BLOCK else f"_block_{block}")] = {
+            "block": block,
             "watched_parameters": shadow.angular_velocity.num_parameters,
             "bytes_per_parameter": 12 * shadow.angular_velocity.num_parameters / result["trainable_parameters"],
             "angle_error_median_degrees": statistics.median(errors),

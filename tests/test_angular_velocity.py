@@ -5,7 +5,14 @@ import pytest
 import torch
 from reference import window_angles
 
-from autodrop_hf.core.angular_velocity import WindowedAngularVelocity, angle_degrees, trainable_parameters
+from autodrop_hf.core.angular_velocity import (
+    SAMPLE_BLOCK,
+    SAMPLE_SEED,
+    WindowedAngularVelocity,
+    angle_degrees,
+    sampled_blocks,
+    trainable_parameters,
+)
 
 
 def measure(trajectory, window_size, dtype=torch.float32):
@@ -233,19 +240,24 @@ def test_fsdp1_flat_parameters_are_refused():
         trainable_parameters(model)
 
 
-def test_sampled_blocks_are_every_strideth_block_as_live_views():
-    from autodrop_hf.core.angular_velocity import SAMPLE_BLOCK, sampled_blocks
-
-    big, small, odd = torch.zeros(10 * SAMPLE_BLOCK + 5), torch.zeros(7), torch.zeros(6, 4).t()  # odd: not contiguous
-    views = sampled_blocks([big, small, odd], stride=3)
-    # blocks in order: big 0..10 (the 11th partial), small (11), odd (12): every 3rd from offset 0
-    assert [v.numel() for v in views] == [SAMPLE_BLOCK] * 4 + [24]
-    assert views[-1] is odd and views[1].data_ptr() == big[3 * SAMPLE_BLOCK :].data_ptr()
-    views[0].fill_(1.0)
-    assert big[:SAMPLE_BLOCK].sum() == SAMPLE_BLOCK  # live: what the optimizer writes, the meter reads
+@pytest.mark.parametrize("block", [4, 5, SAMPLE_BLOCK])
+def test_sampled_blocks_are_every_strideth_block_as_live_views(block):
+    # element ids across the tensors: the sample must be exactly the blocks numbered offset, offset + 3, ...
+    big, small = torch.arange(10 * block + 3, dtype=torch.float64), torch.arange(7.0, dtype=torch.float64) + 1e6
+    odd = (torch.arange(24.0, dtype=torch.float64) + 2e6).view(6, 4).t()  # not contiguous: one block
+    pieces = [big[s : s + block] for s in range(0, big.numel(), block)] + [
+        small[s : s + block] for s in range(0, 7, block)
+    ]
+    pieces.append(odd.reshape(-1))
+    expected = torch.cat(pieces[SAMPLE_SEED % 3 :: 3])
+    views = sampled_blocks([big, small, odd], stride=3, block=block)
+    assert torch.equal(torch.cat([v.reshape(-1) for v in views]).sort().values, expected.sort().values)
+    assert sum(v.dim() == 2 and v.shape[1] == block for v in views) >= 1  # a tensor's full blocks: one view
+    views[0].fill_(-1.0)
+    assert (big == -1).sum() == views[0].numel()  # live: what the optimizer writes, the meter reads
     assert sampled_blocks([big, small], stride=1) == [big, small]
-    again = sampled_blocks([big, small, odd], stride=3)
-    assert [v.data_ptr() for v in again] == [v.data_ptr() for v in views]  # the same subset every time
+    again = sampled_blocks([big, small, odd], stride=3, block=block)
+    assert [(v.data_ptr(), v.shape, v.stride()) for v in again] == [(v.data_ptr(), v.shape, v.stride()) for v in views]
 
 
 def test_the_sampled_angle_estimates_the_exact_one():

@@ -2,6 +2,7 @@
 
 import json
 import os
+import socket
 import sys
 from pathlib import Path
 
@@ -111,13 +112,21 @@ def test_trainer_ddp_matches_one_process_and_resumes(tmp_path):
         assert {s: lr for s, lr in first["lrs"].items() if int(s) > 21} == record["lrs"]
 
 
+def free_port() -> int:
+    """A TCP port free now: ``accelerate launch`` otherwise rendezvous on 29500, shared with any other launch."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 def accelerate_launch(script, *arguments, module=None):
     """``accelerate launch`` with 2 CPU processes (``--multi_gpu`` starts them; ``--cpu`` would start one);
     with ``module``, ``accelerate launch -m module script ...``."""
     target = [str(Path(__file__).parents[1] / script)] if module is None else ["-m", module, str(script)]
     command = [
         sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+        "--num_machines", "1", "--main_process_port", str(free_port()), "--mixed_precision", "no",
+        "--dynamo_backend", "no",
         *target, *map(str, arguments), "--use_cpu", "true",
     ]  # fmt: skip
     env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")

@@ -123,15 +123,17 @@ def sampled_blocks(tensors: Sequence[Tensor], stride: int, block: int = SAMPLE_B
     """Every ``stride``-th block of ``block`` contiguous elements of ``tensors`` (in order, each tensor cut
     into blocks, its last one partial), as live views; ``stride == 1``: the tensors themselves.
 
-    The offset of the first block is fixed by :data:`SAMPLE_SEED`, so every process and every resume picks
-    the same blocks of the same tensors. Each element is in the sample with probability ``1/stride``: the
-    three sums of a window are estimated up to that common factor, which cancels in the cosine. A tensor
-    that is not contiguous is one block.
+    A tensor's sampled full blocks are one strided ``(n, block)`` view (every ``stride``-th row of the tensor
+    seen as rows of ``block``), its sampled partial last block another, so the per-step work is a few ops
+    per tensor whatever the block size. The offset of the first block is fixed by :data:`SAMPLE_SEED`, so
+    every process and every resume picks the same blocks of the same tensors. Each element is in the sample
+    with probability ``1/stride``: the three sums of a window are estimated up to that common factor, which
+    cancels in the cosine. A tensor that is not contiguous is one block.
     """
     if stride == 1:
         return list(tensors)
     offset = SAMPLE_SEED % stride
-    views, index = [], 0
+    views, index = [], 0  # index: the number of the tensor's first block among all blocks
     for tensor in tensors:
         if not tensor.is_contiguous():
             if index % stride == offset:
@@ -139,10 +141,13 @@ def sampled_blocks(tensors: Sequence[Tensor], stride: int, block: int = SAMPLE_B
             index += 1
             continue
         flat = tensor.view(-1)
-        for start in range(0, flat.numel(), block):
-            if index % stride == offset:
-                views.append(flat[start : start + block])
-            index += 1
+        full = flat.numel() // block
+        rows = flat[: full * block].view(full, block)[(offset - index) % stride :: stride]
+        if rows.numel():
+            views.append(rows)
+        if flat.numel() % block and (index + full) % stride == offset:
+            views.append(flat[full * block :])
+        index += full + (flat.numel() % block > 0)
     return views
 
 
@@ -156,9 +161,18 @@ class _DeviceBuffers:
     reductions are single ops.
     """
 
-    def __init__(self, params: list[Tensor], device: torch.device, replication: int, sample_stride: int = 1) -> None:
+    def __init__(
+        self,
+        params: list[Tensor],
+        device: torch.device,
+        replication: int,
+        sample_stride: int = 1,
+        sample_block: int = SAMPLE_BLOCK,
+    ) -> None:
         self.dtype = torch.float64 if any(p.dtype == torch.float64 for p in params) else torch.float32
-        self.params = sampled_blocks(params, sample_stride)
+        self.params = sampled_blocks(params, sample_stride, sample_block)
+        sampled = sample_stride > 1
+        self.num_blocks = sum(-(-p.numel() // sample_block) for p in self.params) if sampled else len(params)
         self.replication = replication
         self.numel = sum(p.numel() for p in self.params)
         self.reference, self.reference_views = self._flat(device)
@@ -218,6 +232,7 @@ class WindowedAngularVelocity:
         world_size: number of processes; plain tensors count as replicated on all of them.
         sample_stride: watch every ``sample_stride``-th block of each process's local elements
             (:func:`sampled_blocks`): memory and per-step work shrink by that factor; 1 watches everything.
+        sample_block: elements per block of the memory-light mode (:data:`SAMPLE_BLOCK`).
     """
 
     def __init__(
@@ -227,6 +242,7 @@ class WindowedAngularVelocity:
         reduce_sums: Callable[[Tensor], Tensor] | None = None,
         world_size: int = 1,
         sample_stride: int = 1,
+        sample_block: int = SAMPLE_BLOCK,
     ) -> None:
         if window_size < 1:
             raise ValueError(f"window_size must be >= 1, got {window_size}.")
@@ -239,7 +255,7 @@ class WindowedAngularVelocity:
             local = _local_tensor(p)
             groups.setdefault((local.device, _replication(p, world_size)), []).append(local)
         self.sample_stride = sample_stride
-        self.buffers = [_DeviceBuffers(group, *key, sample_stride) for key, group in groups.items()]
+        self.buffers = [_DeviceBuffers(group, *key, sample_stride, sample_block) for key, group in groups.items()]
         self._sum_device = self.buffers[0].reference.device
         self.steps_in_window = 0
         self.phase = WindowPhase.EMPTY
@@ -252,8 +268,9 @@ class WindowedAngularVelocity:
 
     @property
     def num_blocks(self) -> int:
-        """Number of tensors or sampled blocks watched (on this process)."""
-        return sum(len(b.params) for b in self.buffers)
+        """Number of tensors watched (on this process), or in the memory-light mode of sampled blocks
+        (a tensor that is not contiguous counts as its elements over the block size, rounded up)."""
+        return sum(b.num_blocks for b in self.buffers)
 
     @property
     def is_sharded(self) -> bool:
