@@ -5,7 +5,8 @@
 Each step adds the parameters ``x_t`` to the window's accumulator relative to the reference ``r`` (the previous
 window mean): ``S += x_t - r``. Candidates:
 
-- ``two_passes`` (the library): ``S += x_t`` then ``S -= r`` with ``torch._foreach_*``: 24 bytes per parameter.
+- ``two_passes`` (the library): ``S += x_t`` with ``torch._foreach_add_``, then ``S -= r`` as one op on the flat
+  buffers (``S`` and ``r`` are each one flat tensor, viewed per parameter): 24 bytes per parameter.
 - ``temporary``: ``S += (x_t - r)`` through a temporary list: 24 bytes plus an allocation.
 - ``one_pass_sum``: ``S += x_t`` only, ``k·r`` subtracted once per window: 12 bytes, but float32 sums of ``k``
   values of the parameters' size lose the displacement's low bits.
@@ -32,10 +33,22 @@ MINILM_SHAPES = [(30522, 384), (512, 384), (2, 384)] + [(384, 384), (384,)] * 24
 MINILM_SHAPES += [(1536, 384), (1536,), (384, 1536)] * 6
 
 
-def candidates(reference: list[torch.Tensor], total: list[torch.Tensor]):
+def flat_views(shapes: list[tuple[int, ...]]) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """One zero float32 buffer and a view of it per shape, as the library keeps its window buffers."""
+    flat = torch.zeros(sum(math.prod(shape) for shape in shapes))
+    views, offset = [], 0
+    for shape in shapes:
+        views.append(flat[offset : offset + math.prod(shape)].view(shape))
+        offset += math.prod(shape)
+    return flat, views
+
+
+def candidates(reference_flat: torch.Tensor, reference: list[torch.Tensor], total_flat: torch.Tensor, total: list):
+    """The per-step candidates, over the buffers ``reference`` and ``total`` (flat, and their views)."""
+
     def two_passes(params, k):
         torch._foreach_add_(total, params)
-        torch._foreach_sub_(total, reference)
+        total_flat.sub_(reference_flat)
 
     def temporary(params, k):
         torch._foreach_add_(total, torch._foreach_sub(params, reference))
@@ -74,8 +87,8 @@ def precision(name: str) -> float:
     exact_means = np.array(trajectory).reshape(windows, k, size).mean(axis=1)
     exact = np.diff(exact_means, axis=0)
     params = [torch.zeros(size)]
-    reference, total = [torch.zeros(size)], [torch.zeros(size)]
-    step = candidates(reference, total)[name]
+    (reference_flat, reference), (total_flat, total) = flat_views([(size,)]), flat_views([(size,)])
+    step = candidates(reference_flat, reference, total_flat, total)[name]
     displacements = []
     for window in range(windows):
         total[0].zero_()
@@ -102,11 +115,11 @@ def main() -> None:
     parser.add_argument("--output", type=Path, default=Path(__file__).parent / "results")
     args = parser.parse_args()
     params = [torch.randn(shape) * 0.05 for shape in MINILM_SHAPES]
-    reference = [p.clone() for p in params]
-    total = [torch.zeros_like(p) for p in params]
+    (reference_flat, reference), (total_flat, total) = flat_views(MINILM_SHAPES), flat_views(MINILM_SHAPES)
+    torch._foreach_copy_(reference, params)
     numel = sum(p.numel() for p in params)
     result = {"parameters": numel, "threads": torch.get_num_threads(), "torch": torch.__version__, "candidates": {}}
-    for name, step in candidates(reference, total).items():
+    for name, step in candidates(reference_flat, reference, total_flat, total).items():
         compile_start = time.perf_counter()
         step(params, 8)  # warm-up (and, for ``compiled``, compilation)
         compile_seconds = time.perf_counter() - compile_start

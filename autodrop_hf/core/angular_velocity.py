@@ -4,8 +4,8 @@ window-averaged parameters, measured without ever materialising a window's param
 Numerics (docs/algorithm.md, "Numerics"): every window sum is accumulated relative to the previous window
 mean ``y_{i-1}``, so the displacement ``s_i = y_i - y_{i-1}`` is the accumulator divided by the
 window size, not a difference of two large numbers. Buffers are float32 (float64 when a parameter
-is float64) whatever the parameter dtype. The per-step work is two multi-tensor in-place ops and
-no host synchronisation; the one synchronisation per window reads three float64 sums.
+is float64) whatever the parameter dtype. The per-step work is one multi-tensor add of the parameters
+and one subtraction over a flat buffer, with no host synchronisation; the one synchronisation per window reads three float64 sums.
 
 Several processes (docs/algorithm.md): each process works on the tensors it holds — the local shard of a
 ``DTensor`` parameter (FSDP2), or the whole tensor of a replicated one (DDP) — and its three partial
@@ -157,8 +157,8 @@ class _DeviceBuffers:
     ``reference`` holds the previous window mean, ``window_sum`` the running sum of
     ``x_t - reference`` (k times the displacement at a window end), ``previous`` the previous
     one; the angle does not depend on the common factor k, so it is never divided out. Each is
-    one flat tensor with a view per tensor, so per-step ops are multi-tensor and per-window
-    reductions are single ops.
+    one flat tensor with a view per tensor, so the per-step add is multi-tensor and the per-step
+    subtraction and per-window reductions are single ops.
     """
 
     def __init__(
@@ -284,7 +284,7 @@ class WindowedAngularVelocity:
             if self.phase is WindowPhase.EMPTY:
                 torch._foreach_copy_(b.reference_views, b.params)
             torch._foreach_add_(b.window_sum_views, b.params)
-            torch._foreach_sub_(b.window_sum_views, b.reference_views)
+            b.window_sum.sub_(b.reference)  # flat buffers: one op, whatever the number of tensors
         if self.phase is WindowPhase.EMPTY:
             self.phase = WindowPhase.SNAPSHOT
         self.steps_in_window += 1
