@@ -6,9 +6,10 @@
 A real run (the packaged MiniLM fine-tuned on a GLUE task, 3 epochs, lr 5e-5, 6% warm-up, batch 32; or the
 Multi30k Transformer from scratch, lr 1e-3, 100 warm-up steps, batch 64) trains with exact AutoDrop at its
 defaults driving the learning rate, while AutoDrops in the memory-light mode watch the same parameters
-(fractions 0.1 and 0.01) without acting. Per window: the absolute difference of the angles (degrees); per
-decision: whether the sampled detector takes the same decision. Writes
-``results/sampling_error_<data>.json``.
+(fractions 0.1 and 0.01; ``--blocks``: blocks of several sizes) without acting. Per window: the absolute
+difference of the angles (degrees); per decision: whether the sampled detector takes the same decision —
+both at the steps the two detectors measured (a detector whose decisions differ may decide at other steps, or
+stop when its learning-rate scale reaches 0). Writes ``results/sampling_error_<data>.json``.
 
 The estimator: with every ``s``-th block of ``B`` elements sampled (``n`` of ``N`` blocks), each window sum
 (``P = <a, b>``, ``Q = ‖a‖²``, ``R = ‖b‖²``, over blocks ``P_j``, ``Q_j``, ``R_j``) is estimated by ``s`` times its
@@ -128,9 +129,12 @@ def main() -> None:
         "exact": {"angles": len(exact.angles), "decisions": len(exact.decisions), "drops": len(exact.drops)},
         "seconds": round(time.perf_counter() - start, 1),
     }
+    exact_angles, exact_decisions = dict(exact.angles), {step: saturated for step, _, saturated in exact.decisions}
     for (fraction, block), shadow in shadows.items():
-        errors = [abs(a - b) for (_, a), (_, b) in zip(exact.angles, shadow.angles, strict=True)]
-        same = [x[2] == y[2] for x, y in zip(exact.decisions, shadow.decisions, strict=True)]
+        # compared at the steps both measured: a detector whose decisions differ may stop (its learning-rate
+        # scale reached 0) or decide at other steps
+        errors = [abs(angle - exact_angles[step]) for step, angle in shadow.angles if step in exact_angles]
+        same = {step: drop == exact_decisions[step] for step, _, drop in shadow.decisions if step in exact_decisions}
         result[f"sample_{fraction:g}" + ("" if block == SAMPLE_BLOCK else f"_block_{block}")] = {
             "block": block,
             "watched_parameters": shadow.angular_velocity.num_parameters,
@@ -138,8 +142,10 @@ def main() -> None:
             "angle_error_median_degrees": statistics.median(errors),
             "angle_error_p95_degrees": sorted(errors)[int(0.95 * (len(errors) - 1))],
             "angle_error_max_degrees": max(errors),
-            "same_decisions": sum(same) / len(same) if same else None,
-            "decisions_differing_at": [x[0] for x, ok in zip(exact.decisions, same, strict=True) if not ok],
+            "compared_angles": len(errors),
+            "compared_decisions": len(same),
+            "same_decisions": sum(same.values()) / len(same) if same else None,
+            "decisions_differing_at": [step for step, ok in same.items() if not ok],
         }
     args.output.mkdir(parents=True, exist_ok=True)
     (args.output / f"sampling_error_{result['data']}.json").write_text(json.dumps(result, indent=2) + "\n")
