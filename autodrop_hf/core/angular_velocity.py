@@ -5,7 +5,8 @@ Numerics (docs/algorithm.md, "Numerics"): every window sum is accumulated relati
 mean ``y_{i-1}``, so the displacement ``s_i = y_i - y_{i-1}`` is the accumulator divided by the
 window size, not a difference of two large numbers. Buffers are float32 (float64 when a parameter
 is float64) whatever the parameter dtype. The per-step work is one multi-tensor add of the parameters
-and one subtraction over a flat buffer, with no host synchronisation; the one synchronisation per window reads three float64 sums.
+and one subtraction over a flat buffer, with no host synchronisation; the one synchronisation per
+window reads three float64 sums.
 
 Several processes (docs/algorithm.md): each process works on the tensors it holds — the local shard of a
 ``DTensor`` parameter (FSDP2), or the whole tensor of a replicated one (DDP) — and its three partial
@@ -31,8 +32,10 @@ from .user_warnings import warn
 COSINE_EPSILON = 1e-30
 #: Elements per chunk of the per-window dot products (chunks are summed in float64).
 _REDUCTION_CHUNK = 1 << 20
-#: Elements per block of the memory-light mode: contiguous, so that memory traffic shrinks with the sample.
-SAMPLE_BLOCK = 1024
+#: Elements per block of the memory-light mode (32 bytes of float32: a GPU memory sector, half a CPU cache
+#: line): contiguous, so that memory traffic shrinks with the sample, and small, so that the sample spreads
+#: over many rows of every matrix (docs/algorithm.md, "Numerics and cost").
+SAMPLE_BLOCK = 8
 #: Seed of the sampled blocks' offset: the same subset on every process and after a resume.
 SAMPLE_SEED = 0
 

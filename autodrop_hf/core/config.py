@@ -49,7 +49,7 @@ class AutoDropConfig:
         min_lr: floor of the learning rate, per parameter group (a number for all groups, or a list with
             one per group), as in ``ReduceLROnPlateau``; drops stop there.
         sample_fraction: the memory-light mode: watch this fraction of the trainable elements, in contiguous
-            blocks of 1,024 (every ``round(1 / sample_fraction)``-th block, the same on every process and
+            blocks of 8 (every ``round(1 / sample_fraction)``-th block, the same on every process and
             after a resume): memory (12 bytes per watched element) and per-step work shrink with it. 1 (the
             default) watches every element.
     """
