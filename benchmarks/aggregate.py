@@ -236,9 +236,9 @@ def cost_table(results: Path) -> str:
         lines.append(
             f"| AutoDrop.step() alone | {r['model']} ({r['trainable_parameters'] / 1e6:.1f}M) | "
             f"{_mode(r)}, window {r['window_size']}, batch {r['batch']}, {r['threads']} threads | "
-            f"{r['mean_ms']['autodrop_step']:.1f} ms/step = {100 * r['autodrop_over_training_step']:.1f}% of the "
-            f"training step ({100 * r['autodrop_over_optimizer_step']:.0f}% of AdamW's step); "
-            f"{r['bytes_per_trainable_parameter']:.0f} bytes per trainable parameter |"
+            f"{r['mean_ms']['autodrop_step']:.2f} ms/step = {100 * r['autodrop_over_training_step']:.2f}% of the "
+            f"training step ({100 * r['autodrop_over_optimizer_step']:.1f}% of AdamW's step); "
+            f"{r['bytes_per_trainable_parameter']:.2g} bytes per trainable parameter |"
         )
     for path in sorted(results.glob("trainer_overhead_*.json")):
         r = json.loads(path.read_text())
