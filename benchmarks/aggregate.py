@@ -257,10 +257,10 @@ def sampling_table(results: Path) -> str:
         r = json.loads(path.read_text())
         run = f"{r['data']}, {r['steps']} steps, window {r['window_size']}, {r['exact']['decisions']} decisions"
         samples = [r[k] | {"fraction": k.split("_")[1]} for k in r if k.startswith("sample_")]
-        for m in sorted(samples, key=lambda m: (-float(m["fraction"]), -m.get("block", 1024))):
+        for m in sorted(samples, key=lambda m: (-float(m["fraction"]), -m["block"])):
             same = "–" if m["same_decisions"] is None else f"{100 * m['same_decisions']:.1f}%"
             lines.append(
-                f"| {run} | {m['fraction']} | {m.get('block', 1024):,} | "
+                f"| {run} | {m['fraction']} | {m['block']:,} | "
                 f"{m['watched_parameters']:,} of {r['trainable_parameters']:,} | "
                 f"{m['bytes_per_parameter']:.2f} | {m['angle_error_median_degrees']:.2f}° / "
                 f"{m['angle_error_p95_degrees']:.2f}° / {m['angle_error_max_degrees']:.2f}° | {same} |"
