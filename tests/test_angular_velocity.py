@@ -8,8 +8,10 @@ from reference import window_angles
 from autodrop_hf.core.angular_velocity import (
     SAMPLE_BLOCK,
     SAMPLE_SEED,
+    TARGET_SAMPLED_BLOCKS,
     WindowedAngularVelocity,
     angle_degrees,
+    sample_block_size,
     sampled_blocks,
     trainable_parameters,
 )
@@ -259,6 +261,19 @@ def test_sampled_blocks_are_every_strideth_block_as_live_views(block):
     assert sampled_blocks([big, small], stride=1) == [big, small]
     again = sampled_blocks([big, small, odd], stride=3, block=block)
     assert [(v.data_ptr(), v.shape, v.stride()) for v in again] == [(v.data_ptr(), v.shape, v.stride()) for v in views]
+
+
+def test_the_block_shrinks_while_the_sample_would_hold_too_few_blocks():
+    stride = 100
+    enough = TARGET_SAMPLED_BLOCKS * SAMPLE_BLOCK * stride  # just enough elements for blocks of 8
+    sizes = [enough, enough - 1, enough // 2, enough // 2 - 1, enough // 8, enough // 8 - 1, 1_000]
+    assert [sample_block_size(n, stride) for n in sizes] == [8, 4, 4, 2, 1, 1, 1]
+    assert sample_block_size(enough, 1) == 8
+    # plain tensors count as held by every process: each of two processes chooses as one process would
+    meter = WindowedAngularVelocity([torch.zeros(enough // 2 + 5)], 1, world_size=2, sample_stride=stride)
+    assert meter.sample_block == 4  # 1,638,402 blocks of 4 (the last partial): every 100th from block 0
+    assert meter.num_blocks_in_all_processes == meter.num_blocks == TARGET_SAMPLED_BLOCKS + 1 and SAMPLE_SEED == 0
+    assert WindowedAngularVelocity([torch.zeros(99)], 1, sample_stride=3, sample_block=5).sample_block == 5
 
 
 def test_the_sampled_angle_estimates_the_exact_one():

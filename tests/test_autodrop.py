@@ -524,3 +524,16 @@ def test_a_state_with_invalid_values_is_refused_and_changes_nothing(field, value
         target.num_steps,
         float(target.angular_velocity.buffers[0].reference.sum()),
     ) == snapshot
+
+
+def test_the_memory_light_mode_says_when_the_model_is_too_small_for_its_fraction(recwarn):
+    # 10,000 elements of one: median error ~27°/sqrt(10,000); 16,384 need a fraction of 0.016
+    too_small = [torch.nn.Parameter(torch.zeros(1_000_000))]
+    with pytest.warns(UserWarning, match=r"watches about 10,000 elements .*about 0\.27 degrees.*>= 0\.016\."):
+        AutoDrop(too_small, AutoDropConfig(sample_fraction=0.01), momentum=0.9)
+    with pytest.warns(UserWarning, match=r"too few .* Use sample_fraction=1 \(exact\)\."):
+        AutoDrop([torch.nn.Parameter(torch.zeros(20_000))], AutoDropConfig(sample_fraction=0.5), momentum=0.9)
+    recwarn.clear()
+    AutoDrop([torch.nn.Parameter(torch.zeros(2_000_000))], AutoDropConfig(sample_fraction=0.01), momentum=0.9)
+    AutoDrop(too_small, AutoDropConfig(sample_fraction=0.02), momentum=0.9)
+    assert not recwarn.list

@@ -16,7 +16,13 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from .angular_velocity import WindowedAngularVelocity, candidate_parameters, trainable_parameters
+from .angular_velocity import (
+    SAMPLED_ANGLE_ERROR_SCALE,
+    TARGET_SAMPLED_BLOCKS,
+    WindowedAngularVelocity,
+    candidate_parameters,
+    trainable_parameters,
+)
 from .config import UNKNOWN_HORIZON_DROP_FACTOR, AutoDropConfig
 from .history import append_record
 from .noise_floor import MomentumFilter, momentum_filter, noise_floor
@@ -26,8 +32,6 @@ from .user_warnings import warn
 
 logger = logging.getLogger("autodrop_hf")
 
-#: Fewer sampled blocks than this give a noisy angle estimate (the memory-light mode warns).
-MIN_SAMPLED_BLOCKS = 64
 #: The decision records of :attr:`AutoDrop.decisions`: ``(step, statistic, saturated)``.
 Decision = tuple[int, float, bool]
 
@@ -173,11 +177,16 @@ class AutoDrop:
 
         self._watched_ids = {id(p) for p in params}
         meter = WindowedAngularVelocity(params, self.window_size, reduce_sums, world_size, self.config.sample_stride)
-        if self.config.sample_stride > 1 and meter.num_blocks < MIN_SAMPLED_BLOCKS:
+        blocks = meter.num_blocks_in_all_processes
+        if self.config.sample_stride > 1 and blocks < TARGET_SAMPLED_BLOCKS:
+            # blocks of one element by now: the elements of all processes are about blocks x stride
+            needed = TARGET_SAMPLED_BLOCKS / (blocks * self.config.sample_stride)
+            advice = f"sample_fraction >= {needed:.2g}" if needed < 0.5 else "sample_fraction=1 (exact)"
             warn(
-                f"sample_fraction={self.config.sample_fraction} watches {meter.num_blocks} blocks "
-                f"({meter.num_parameters} elements) of this model: too few for a steady angle estimate. Use "
-                "sample_fraction=1 for a model this small."
+                f"sample_fraction={self.config.sample_fraction} watches about {blocks:,} elements of this model: "
+                "too few for a steady angle estimate (median error about "
+                f"{SAMPLED_ANGLE_ERROR_SCALE / math.sqrt(blocks):.2g} degrees; {TARGET_SAMPLED_BLOCKS:,} "
+                f"watched blocks give 0.2). Use {advice}."
             )
         return meter
 

@@ -50,8 +50,9 @@ class AutoDropConfig:
             one per group), as in ``ReduceLROnPlateau``; drops stop there.
         sample_fraction: the memory-light mode: watch this fraction of the trainable elements, in contiguous
             blocks of 8 (every ``round(1 / sample_fraction)``-th block, the same on every process and
-            after a resume): memory (12 bytes per watched element) and per-step work shrink with it. 1 (the
-            default) watches every element.
+            after a resume; smaller blocks, down to 1 element, where the sample would hold fewer than 16,384
+            blocks): memory (12 bytes per watched element) and per-step work shrink with it. 1 (the default)
+            watches every element.
     """
 
     saturation_test: Literal["noise_floor", "smoothed_change"] = field(
