@@ -1,15 +1,17 @@
 """The memory-light mode against exact mode on real training: the angle error per window and the decisions.
 
-    python benchmarks/sampling_error.py glue --glue_dir ../shared/data/glue --task cola
-    python benchmarks/sampling_error.py translation --text_dir ../shared/data/translation/multi30k --steps 600
+    python benchmarks/sampling_error.py glue --glue_dir path/to/glue --task cola
+    python benchmarks/sampling_error.py translation --text_dir path/to/multi30k --steps 600
 
 A real run (the packaged MiniLM fine-tuned on a GLUE task, 3 epochs, lr 5e-5, 6% warm-up, batch 32; or the
 Multi30k Transformer from scratch, lr 1e-3, 100 warm-up steps, batch 64) trains with exact AutoDrop at its
 defaults driving the learning rate, while AutoDrops in the memory-light mode watch the same parameters
-(fractions 0.1 and 0.01; ``--blocks``: blocks of several sizes) without acting. Per window: the absolute
-difference of the angles (degrees); per decision: whether the sampled detector takes the same decision —
-both at the steps the two detectors measured (a detector whose decisions differ may decide at other steps, or
-stop when its learning-rate scale reaches 0). Writes ``results/sampling_error_<data>.json``.
+(fractions 0.1 and 0.01; blocks of the library's size, ``--blocks``: of several sizes) without acting. Per
+window: the absolute difference of the angles (degrees); per decision: whether the sampled detector takes the
+same decision — both at the steps the two detectors measured (a detector whose decisions differ may decide at
+other steps, or stop when its learning-rate scale reaches 0) — and, where it does not, both statistics (the
+mean angle's distance to the noise floor in standard errors; ``z >= -drift_z`` drops): how close to the
+threshold the exact decision was. Writes ``results/sampling_error_<data>.json``.
 
 The estimator: with every ``s``-th block of ``B`` elements sampled (``n`` of ``N`` blocks), each window sum
 (``P = <a, b>``, ``Q = ‖a‖²``, ``R = ‖b‖²``, over blocks ``P_j``, ``Q_j``, ``R_j``) is estimated by ``s`` times its
@@ -32,7 +34,7 @@ from pathlib import Path
 import torch
 
 from autodrop_hf import AutoDrop, AutoDropConfig, AutoDropScheduler
-from autodrop_hf.core.angular_velocity import SAMPLE_BLOCK, WindowedAngularVelocity
+from autodrop_hf.core.angular_velocity import WindowedAngularVelocity
 
 ROOT = Path(__file__).parents[1]
 FRACTIONS = (0.1, 0.01)
@@ -88,16 +90,22 @@ def translation_run(args) -> tuple[torch.nn.Module, torch.optim.Optimizer, list,
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("data", choices=["glue", "translation"])
-    parser.add_argument("--glue_dir", default="../shared/data/glue")
+    parser.add_argument("--glue_dir", help="glue: a folder of GLUE task folders (<TASK>/train.tsv)")
     parser.add_argument("--task", default="cola")
-    parser.add_argument("--text_dir", default="../shared/data/translation/multi30k")
+    parser.add_argument("--text_dir", help="translation: a folder of train.de / train.en")
     parser.add_argument("--steps", type=int, default=600, help="translation: optimizer steps")
     parser.add_argument("--warmup_steps", type=int, default=100, help="translation: warm-up steps")
     parser.add_argument(
-        "--blocks", type=int, nargs="+", default=[SAMPLE_BLOCK], help="elements per sampled block, to compare"
+        "--blocks",
+        type=lambda v: None if v == "auto" else int(v),
+        nargs="+",
+        default=[None],
+        help="elements per sampled block, to compare ('auto': the library's choice, the default)",
     )
     parser.add_argument("--output", type=Path, default=Path(__file__).parent / "results")
     args = parser.parse_args()
+    if (args.glue_dir if args.data == "glue" else args.text_dir) is None:
+        parser.error(f"{args.data} needs {'--glue_dir' if args.data == 'glue' else '--text_dir'}")
     torch.manual_seed(42)
     model, optimizer, batches, total, warmup = (glue_run if args.data == "glue" else translation_run)(args)
     scheduler = AutoDropScheduler(optimizer, model, AutoDropConfig(), num_training_steps=total, num_warmup_steps=warmup)
@@ -106,7 +114,7 @@ def main() -> None:
         for block in args.blocks:
             config = AutoDropConfig(sample_fraction=fraction)
             shadow = AutoDrop(model, config, momentum=0.9, num_training_steps=total, num_warmup_steps=warmup)
-            if block != SAMPLE_BLOCK:  # the same detector, its meter cutting blocks of another size
+            if block is not None:  # the same detector, its meter cutting blocks of another size
                 meter = shadow.angular_velocity
                 shadow.angular_velocity = WindowedAngularVelocity(
                     meter.params, meter.window_size, sample_stride=config.sample_stride, sample_block=block
@@ -125,27 +133,32 @@ def main() -> None:
         "data": args.task if args.data == "glue" else "multi30k",
         "steps": total,
         "window_size": exact.window_size,
+        "drift_z": exact.config.drift_z,
         "trainable_parameters": sum(p.numel() for p in model.parameters()),
         "exact": {"angles": len(exact.angles), "decisions": len(exact.decisions), "drops": len(exact.drops)},
         "seconds": round(time.perf_counter() - start, 1),
     }
-    exact_angles, exact_decisions = dict(exact.angles), {step: saturated for step, _, saturated in exact.decisions}
+    exact_angles, exact_decisions = dict(exact.angles), {step: (z, drop) for step, z, drop in exact.decisions}
     for (fraction, block), shadow in shadows.items():
         # compared at the steps both measured: a detector whose decisions differ may stop (its learning-rate
         # scale reached 0) or decide at other steps
         errors = [abs(angle - exact_angles[step]) for step, angle in shadow.angles if step in exact_angles]
-        same = {step: drop == exact_decisions[step] for step, _, drop in shadow.decisions if step in exact_decisions}
-        result[f"sample_{fraction:g}" + ("" if block == SAMPLE_BLOCK else f"_block_{block}")] = {
-            "block": block,
+        compared = [(step, z, drop) for step, z, drop in shadow.decisions if step in exact_decisions]
+        differing = [(step, z) for step, z, drop in compared if drop != exact_decisions[step][1]]
+        result[f"sample_{fraction:g}" + ("" if block is None else f"_block_{block}")] = {
+            "block": shadow.angular_velocity.sample_block,
             "watched_parameters": shadow.angular_velocity.num_parameters,
             "bytes_per_parameter": 12 * shadow.angular_velocity.num_parameters / result["trainable_parameters"],
             "angle_error_median_degrees": statistics.median(errors),
             "angle_error_p95_degrees": sorted(errors)[int(0.95 * (len(errors) - 1))],
             "angle_error_max_degrees": max(errors),
             "compared_angles": len(errors),
-            "compared_decisions": len(same),
-            "same_decisions": sum(same.values()) / len(same) if same else None,
-            "decisions_differing_at": [step for step, ok in same.items() if not ok],
+            "compared_decisions": len(compared),
+            "same_decisions": 1 - len(differing) / len(compared) if compared else None,
+            "decisions_differing_at": [step for step, _ in differing],
+            "differing_statistics": [
+                {"step": step, "exact_z": exact_decisions[step][0], "sampled_z": z} for step, z in differing
+            ],
         }
     args.output.mkdir(parents=True, exist_ok=True)
     (args.output / f"sampling_error_{result['data']}.json").write_text(json.dumps(result, indent=2) + "\n")

@@ -97,6 +97,7 @@ def main() -> None:
         "window_size": args.window_size,
         "sample_fraction": args.sample_fraction,
         "watched_parameters": autodrop.angular_velocity.num_parameters,
+        "sample_block": autodrop.angular_velocity.sample_block,
         "steps": args.steps,
         "batch": f"{args.batch_size}x{args.seq_len}",
         "device": cpu_name(),
