@@ -252,13 +252,19 @@ def cost_table(results: Path) -> str:
 def sampling_table(results: Path) -> str:
     """The memory-light mode against exact mode on recorded real runs (``sampling_error.py``)."""
     lines = ["| run | fraction | block | watched parameters | bytes per parameter | angle error median / p95 / max | "
-             "same decisions |", "|---|---|---|---|---|---|---|"]  # fmt: skip
+             "same decisions (differing: z, exact → sampled) |", "|---|---|---|---|---|---|---|"]  # fmt: skip
     for path in sorted(results.glob("sampling_error_*.json")):
         r = json.loads(path.read_text())
-        run = f"{r['data']}, {r['steps']} steps, window {r['window_size']}, {r['exact']['decisions']} decisions"
+        exact = r["exact"]
+        run = f"{r['data']}, {r['steps']} steps, window {r['window_size']}, "
+        run += f"{exact['decisions']} decisions, {exact['drops']} drops"
         samples = [r[k] | {"fraction": k.split("_")[1]} for k in r if k.startswith("sample_")]
         for m in sorted(samples, key=lambda m: (-float(m["fraction"]), -m["block"])):
             same = "–" if m["same_decisions"] is None else f"{100 * m['same_decisions']:.1f}%"
+            differing = m.get("differing_statistics", [])
+            flips = [f"step {d['step']}: z {d['exact_z']:.2f} → {d['sampled_z']:.2f}" for d in differing]
+            if flips:  # how close to the threshold (z = -drift_z) the exact decision was
+                same += f" ({'; '.join(flips)})"
             lines.append(
                 f"| {run} | {m['fraction']} | {m['block']:,} | "
                 f"{m['watched_parameters']:,} of {r['trainable_parameters']:,} | "
@@ -270,7 +276,10 @@ def sampling_table(results: Path) -> str:
 
 def _mode(result: dict) -> str:
     fraction = result.get("sample_fraction", 1.0)
-    return "exact" if fraction == 1 else f"memory-light ({fraction:g})"
+    if fraction == 1:
+        return "exact"
+    block = f", blocks of {result['sample_block']}" if "sample_block" in result else ""
+    return f"memory-light ({fraction:g}{block})"
 
 
 def compute_line(runs: list[dict]) -> str:

@@ -137,6 +137,7 @@ def main() -> None:
         "trainable_parameters": sum(p.numel() for p in model.parameters()),
         "exact": {"angles": len(exact.angles), "decisions": len(exact.decisions), "drops": len(exact.drops)},
         "seconds": round(time.perf_counter() - start, 1),
+        "threads": torch.get_num_threads(),
     }
     exact_angles, exact_decisions = dict(exact.angles), {step: (z, drop) for step, z, drop in exact.decisions}
     for (fraction, block), shadow in shadows.items():

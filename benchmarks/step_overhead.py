@@ -7,8 +7,9 @@ One process, interleaved: every training step is timed in three parts (forward+b
     python benchmarks/step_overhead.py --model minilm --steps 100 --batch_size 32 --seq_len 128
     python benchmarks/step_overhead.py --model tiny --steps 1000
     python benchmarks/step_overhead.py --model minilm --steps 300 --sample_fraction 0.01   # memory-light mode
+    python benchmarks/step_overhead.py --model minilm --steps 300 --sample_fraction 0.01 --sample_block 4
 
-Writes ``results/step_overhead_<model>_<batch>x<length>[_sample<f>]_cpu.json``.
+Writes ``results/step_overhead_<model>_<batch>x<length>[_sample<f>[_block<b>]]_cpu.json``.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import torch
 from transformers import AutoModelForSequenceClassification, BertConfig, BertForSequenceClassification
 
 from autodrop_hf import AutoDrop, AutoDropConfig
+from autodrop_hf.core.angular_velocity import WindowedAngularVelocity
 
 
 def load_model(name: str) -> torch.nn.Module:
@@ -58,6 +60,7 @@ def main() -> None:
     parser.add_argument("--batch_size", type=int, default=8)
     parser.add_argument("--seq_len", type=int, default=64)
     parser.add_argument("--sample_fraction", type=float, default=1.0, help="the memory-light mode (1: exact)")
+    parser.add_argument("--sample_block", type=int, help="memory-light: elements per block (default: the library's)")
     parser.add_argument("--output", type=Path, default=Path(__file__).parent / "results")
     args = parser.parse_args()
 
@@ -66,6 +69,11 @@ def main() -> None:
     optimizer = torch.optim.AdamW(model.parameters(), lr=2e-5)
     config = AutoDropConfig(window_size=args.window_size, sample_fraction=args.sample_fraction)
     autodrop = AutoDrop(model, config, momentum=0.9)  # AdamW's β1
+    if args.sample_block is not None:  # the same detector, its meter cutting blocks of another size
+        meter = autodrop.angular_velocity
+        autodrop.angular_velocity = WindowedAngularVelocity(
+            meter.params, meter.window_size, sample_stride=config.sample_stride, sample_block=args.sample_block
+        )
     vocab = model.config.vocab_size
     batch = {
         "input_ids": torch.randint(0, vocab, (args.batch_size, args.seq_len)),
@@ -113,6 +121,7 @@ def main() -> None:
     }
     args.output.mkdir(parents=True, exist_ok=True)
     mode = "" if args.sample_fraction == 1 else f"_sample{args.sample_fraction:g}"
+    mode += "" if args.sample_block is None else f"_block{args.sample_block}"
     out = args.output / f"step_overhead_{args.model}_{result['batch']}{mode}_cpu.json"
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
