@@ -79,14 +79,18 @@ def test_plain_loop_matches_one_process(tmp_path, layout):
 def test_the_memory_light_mode_under_ddp_and_fsdp2(tmp_path, layout):
     with pytest.warns(UserWarning, match="too few for a steady angle estimate"):  # this model is tiny: said so
         AutoDrop(make_tiny_model(), AutoDropConfig(sample_fraction=0.5), momentum=0.0)
-    launch("plain_loop.py", "--layout", layout, "--out", tmp_path, "--sample_fraction", 0.5)
+    # hidden 4,096: 65,551 elements, every 2nd block: blocks of 2 (16,388 blocks); a process's shard alone
+    # (FSDP2 splits the 3 output rows 2 + 1) would get blocks of 1: the choice counts the whole model
+    launch("plain_loop.py", "--layout", layout, "--out", tmp_path, "--sample_fraction", 0.5, "--hidden", 4096)
     first, second = records(tmp_path)
     assert first["drops"] == second["drops"] and first["angles"] == second["angles"] and first["lrs"] == second["lrs"]
+    assert first["sample_block"] == second["sample_block"] == first["reference_sample_block"] == 2
     if layout == "ddp":  # replicated: every process watches the same blocks as one process would
-        assert np.abs(angles(first) - angles(first, "reference_angles")).max() < 1e-3
+        # (the trajectories differ by rounding: DDP averages two half-batch gradients, one process one batch)
+        assert np.abs(angles(first) - angles(first, "reference_angles")).max() < 5e-3
         assert first["drops"] == first["reference_drops"]
     else:  # sharded: each process samples its own shards, weighted as the exact mode
-        assert first["local_parameters"] + second["local_parameters"] < 515
+        assert first["local_parameters"] + second["local_parameters"] < 65_551
     assert first["all_reduce_calls"] == first["windows"]
 
 

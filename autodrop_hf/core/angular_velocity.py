@@ -256,8 +256,7 @@ class WindowedAngularVelocity:
         sample_stride: watch every ``sample_stride``-th block of each process's local elements
             (:func:`sampled_blocks`): memory and per-step work shrink by that factor; 1 watches everything.
         sample_block: elements per block of the memory-light mode; ``None``: :func:`sample_block_size` of
-            the elements of all processes (this process's, each weighted by its number of holders' share),
-            so that every process of a balanced layout cuts blocks of one size.
+            the model's elements (a ``DTensor`` counts its global size), the same on every process.
     """
 
     def __init__(
@@ -280,9 +279,9 @@ class WindowedAngularVelocity:
             local = _local_tensor(p)
             groups.setdefault((local.device, _replication(p, world_size)), []).append(local)
         self.sample_stride = sample_stride
+        self.total_elements = sum(p.numel() for p in params)  # a DTensor's numel() is its global size
         if sample_block is None:
-            total = sum(sum(t.numel() for t in group) * world_size // r for (_, r), group in groups.items())
-            sample_block = sample_block_size(total, sample_stride)
+            sample_block = sample_block_size(self.total_elements, sample_stride)
         self.sample_block = sample_block
         self.buffers = [_DeviceBuffers(group, *key, sample_stride, sample_block) for key, group in groups.items()]
         self._sum_device = self.buffers[0].reference.device
@@ -303,9 +302,9 @@ class WindowedAngularVelocity:
 
     @property
     def num_blocks_in_all_processes(self) -> int:
-        """:attr:`num_blocks` of all processes together, each block counted once (estimated from this
-        process's blocks and the number of processes holding each: exact for a balanced layout)."""
-        return sum(b.num_blocks * self.world_size // b.replication for b in self.buffers)
+        """Blocks watched by all processes together, each counted once: about :attr:`total_elements` over
+        the block size and the stride (the same number on every process)."""
+        return -(-self.total_elements // (self.sample_block * self.sample_stride))
 
     @property
     def is_sharded(self) -> bool:

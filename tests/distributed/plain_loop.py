@@ -27,9 +27,9 @@ STEPS, WARMUP, BATCH, LR = 90, 6, 16, 0.2  # BATCH: global batch
 CHECKPOINT = 46  # (46 - WARMUP) % 3 != 0: mid-window
 
 
-def make_model():
+def make_model(hidden=32):
     torch.manual_seed(0)
-    return torch.nn.Sequential(torch.nn.Linear(12, 32), torch.nn.Tanh(), torch.nn.Linear(32, 3))
+    return torch.nn.Sequential(torch.nn.Linear(12, hidden), torch.nn.Tanh(), torch.nn.Linear(hidden, 3))
 
 
 def global_batch(step):
@@ -79,6 +79,7 @@ def main():
     parser.add_argument("--layout", choices=["ddp", "fsdp", "mixed"], required=True)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--sample_fraction", type=float, default=1.0)
+    parser.add_argument("--hidden", type=int, default=32)
     args = parser.parse_args()
     config = CONFIG.replace(sample_fraction=args.sample_fraction)
     accelerator = None
@@ -90,7 +91,7 @@ def main():
         dist.init_process_group("gloo")
     rank, world = dist.get_rank(), dist.get_world_size()
     counter = CollectiveCounter()
-    model, replicated = make_model(), []
+    model, replicated = make_model(args.hidden), []
     if args.layout == "ddp":
         optimizer = torch.optim.SGD(model.parameters(), lr=LR)
         scheduler = AutoDropLR(optimizer, num_warmup_steps=WARMUP * world)
@@ -118,6 +119,7 @@ def main():
         "world": world,
         "is_sharded": autodrop.angular_velocity.is_sharded,
         "local_parameters": autodrop.angular_velocity.num_parameters,
+        "sample_block": autodrop.angular_velocity.sample_block,
         "angles": autodrop.angles,
         "drops": autodrop.drops,
         "lrs": lrs,
@@ -127,7 +129,7 @@ def main():
         "accelerate_imported": "accelerate" in sys.modules,
     }
     if rank == 0:
-        reference_model = make_model()
+        reference_model = make_model(args.hidden)
         reference_optimizer = torch.optim.SGD(reference_model.parameters(), lr=LR)
         reference_scheduler = AutoDropLR(reference_optimizer, num_warmup_steps=WARMUP)
         reference = AutoDrop(
@@ -138,6 +140,7 @@ def main():
         )
         record["reference_angles"] = reference.angles
         record["reference_drops"] = reference.drops
+        record["reference_sample_block"] = reference.angular_velocity.sample_block
     (args.out / f"rank{rank}.json").write_text(json.dumps(record))
     if accelerator is None:
         dist.destroy_process_group()
