@@ -279,5 +279,8 @@ def test_a_deepspeed_scheduler_section_is_refused_and_zero3_partitions_are_watch
         check_deepspeed(Arguments({"scheduler": {"type": "WarmupLR"}, "zero_optimization": {"stage": 1}}))
     placeholder = torch.nn.Parameter(torch.empty(0))
     placeholder.ds_tensor = torch.zeros(40)  # ZeRO-3: an empty parameter, this process's partition beside it
+    placeholder.ds_numel = 80  # the whole parameter: two processes' partitions
     autodrop = AutoDrop([placeholder], AutoDropConfig(), momentum=0.9)
     assert autodrop.angular_velocity.num_parameters == 40
+    with pytest.warns(UserWarning, match="watches about 40 elements"):  # counted from the whole parameter
+        AutoDrop([placeholder], AutoDropConfig(sample_fraction=0.5), momentum=0.9)

@@ -114,6 +114,12 @@ def _local_tensor(param: Tensor) -> Tensor:
     return param if to_local is None else to_local()
 
 
+def _global_numel(param: Tensor) -> int:
+    """The number of elements of the whole parameter, on all processes together: a ``DTensor``'s global
+    size, DeepSpeed ZeRO-3's ``ds_numel`` (the parameter itself is an empty placeholder), or its own."""
+    return getattr(param, "ds_numel", None) or param.numel()
+
+
 def _replication(param: Tensor, world_size: int) -> int:
     """How many processes hold the same elements as this process does for ``param``."""
     if getattr(param, "ds_tensor", None) is not None:
@@ -279,7 +285,7 @@ class WindowedAngularVelocity:
             local = _local_tensor(p)
             groups.setdefault((local.device, _replication(p, world_size)), []).append(local)
         self.sample_stride = sample_stride
-        self.total_elements = sum(p.numel() for p in params)  # a DTensor's numel() is its global size
+        self.total_elements = sum(_global_numel(p) for p in params)
         if sample_block is None:
             sample_block = sample_block_size(self.total_elements, sample_stride)
         self.sample_block = sample_block
