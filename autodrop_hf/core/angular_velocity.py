@@ -285,7 +285,7 @@ class WindowedAngularVelocity:
             local = _local_tensor(p)
             groups.setdefault((local.device, _replication(p, world_size)), []).append(local)
         self.sample_stride = sample_stride
-        self.total_elements = sum(_global_numel(p) for p in params)
+        self.total_elements = sum(_global_numel(p) for p in params)  # the model's, on all processes together
         if sample_block is None:
             sample_block = sample_block_size(self.total_elements, sample_stride)
         self.sample_block = sample_block
