@@ -37,13 +37,15 @@ package-check: $(VENV)/.installed
 	build/package-check/bin/pip install --quiet --force-reinstall --no-deps dist/*.tar.gz
 	cd build && package-check/bin/python ../tests/package_smoke.py
 
-# What AutoDrop costs per step, on this machine (~15 min on 2 CPU cores; run it on a quiet machine).
+# What AutoDrop costs per step, on this machine (~22 min on 2 CPU cores; run it on a quiet machine).
 bench-cost: $(VENV)/.installed
 	$(PY) benchmarks/step_overhead.py --model tiny --steps 1000
 	$(PY) benchmarks/step_overhead.py --model minilm --steps 300
 	$(PY) benchmarks/step_overhead.py --model minilm --steps 100 --batch_size 32 --seq_len 128
 	$(PY) benchmarks/step_overhead.py --model minilm --steps 300 --sample_fraction 0.01
 	$(PY) benchmarks/step_overhead.py --model minilm --steps 100 --batch_size 32 --seq_len 128 --sample_fraction 0.01
+	$(PY) benchmarks/step_overhead.py --model minilm --steps 300 --window_size 1
+	$(PY) benchmarks/step_overhead.py --model minilm --steps 300 --window_size 1 --sample_fraction 0.01
 	$(PY) benchmarks/fused_pass.py
 	$(PY) benchmarks/trainer_overhead.py --model minilm --steps 60 --repeats 4
 	$(PY) benchmarks/aggregate.py > /dev/null

@@ -4,12 +4,14 @@ One process, interleaved: every training step is timed in three parts (forward+b
 ``optimizer.step()``, ``autodrop.step()``), so machine noise hits all parts alike.
 
     python benchmarks/step_overhead.py --model minilm --steps 300 --window_size 64
+    python benchmarks/step_overhead.py --model minilm --steps 300 --window_size 1    # what runs of < 1,500 steps get
     python benchmarks/step_overhead.py --model minilm --steps 100 --batch_size 32 --seq_len 128
     python benchmarks/step_overhead.py --model tiny --steps 1000
     python benchmarks/step_overhead.py --model minilm --steps 300 --sample_fraction 0.01   # memory-light mode
     python benchmarks/step_overhead.py --model minilm --steps 300 --sample_fraction 0.01 --sample_block 4
 
-Writes ``results/step_overhead_<model>_<batch>x<length>[_sample<f>[_block<b>]]_cpu.json``.
+Writes ``results/step_overhead_<model>_<batch>x<length>[_window<k>][_sample<f>[_block<b>]]_cpu.json`` (the
+window when it is not 64).
 """
 
 from __future__ import annotations
@@ -120,7 +122,8 @@ def main() -> None:
         "angles": len(autodrop.angles),
     }
     args.output.mkdir(parents=True, exist_ok=True)
-    mode = "" if args.sample_fraction == 1 else f"_sample{args.sample_fraction:g}"
+    mode = "" if args.window_size == 64 else f"_window{args.window_size}"
+    mode += "" if args.sample_fraction == 1 else f"_sample{args.sample_fraction:g}"
     mode += "" if args.sample_block is None else f"_block{args.sample_block}"
     out = args.output / f"step_overhead_{args.model}_{result['batch']}{mode}_cpu.json"
     out.write_text(json.dumps(result, indent=2) + "\n")

@@ -144,6 +144,25 @@ def test_nan_window_is_skipped_and_previous_displacement_kept():
     assert angles[27] == pytest.approx(expected, abs=1e-3)
 
 
+@pytest.mark.parametrize("window_size", [1, 3])
+def test_a_window_overwrites_what_its_sums_held(window_size):
+    # between windows the accumulator holds the last window's sums (nothing zeroes it): the next window's first
+    # step must overwrite, not add to, them
+    trajectory = slow_drift_trajectory(steps=30, size=40, seed=5)
+    params = [torch.nn.Parameter(torch.zeros(40)) for _ in range(2)]
+    clean, stale = WindowedAngularVelocity([params[0]], window_size), WindowedAngularVelocity([params[1]], window_size)
+    angles = []
+    for x in trajectory:
+        for p in params:
+            p.data.copy_(torch.as_tensor(x))
+        if stale.steps_in_window == 0:
+            stale.buffers[0].window_sum.fill_(float("nan"))
+        angle = clean.observe()
+        assert stale.observe() == angle
+        angles += [angle] if angle is not None else []
+    assert len(angles) == 30 // window_size - 2  # every window from the third gives an angle
+
+
 def test_nan_forever_never_crashes_and_warns_once():
     param = torch.nn.Parameter(torch.full((8,), float("inf")))
     meter = WindowedAngularVelocity([param], window_size=3)

@@ -184,10 +184,11 @@ class _DeviceBuffers:
     """Flat window buffers for local tensors on one device that share one replication count.
 
     ``reference`` holds the previous window mean, ``window_sum`` the running sum of
-    ``x_t - reference`` (k times the displacement at a window end), ``previous`` the previous
-    one; the angle does not depend on the common factor k, so it is never divided out. Each is
-    one flat tensor with a view per tensor, so the per-step add is multi-tensor and the per-step
-    subtraction and per-window reductions are single ops.
+    ``x_t - reference`` (k times the displacement at a window end; between windows what it holds is
+    over, and a window's first step overwrites it), ``previous`` the previous one; the angle does not
+    depend on the common factor k, so it is never divided out. Each is one flat tensor with a view per
+    tensor, so the per-step add is multi-tensor and the per-step subtraction and per-window reductions
+    are single ops.
     """
 
     def __init__(
@@ -323,7 +324,10 @@ class WindowedAngularVelocity:
         for b in self.buffers:
             if self.phase is WindowPhase.EMPTY:
                 torch._foreach_copy_(b.reference_views, b.params)
-            torch._foreach_add_(b.window_sum_views, b.params)
+            if self.steps_in_window == 0:  # a window's first step: what the sums held is over, overwrite it
+                torch._foreach_copy_(b.window_sum_views, b.params)
+            else:
+                torch._foreach_add_(b.window_sum_views, b.params)
             b.window_sum.sub_(b.reference)  # flat buffers: one op, whatever the number of tensors
         if self.phase is WindowPhase.EMPTY:
             self.phase = WindowPhase.SNAPSHOT
@@ -349,7 +353,6 @@ class WindowedAngularVelocity:
                 return None
             for b in self.buffers:
                 b.reference.add_(b.window_sum, alpha=1 / self.window_size)
-                b.window_sum.zero_()
             self.phase = WindowPhase.FIRST_MEAN
             return None
         measuring = self.phase is WindowPhase.MEASURING
@@ -361,7 +364,6 @@ class WindowedAngularVelocity:
         for b in self.buffers:
             b.reference.add_(b.window_sum, alpha=1 / self.window_size)  # the reference is now y_i
             b.swap_window_sum_and_previous()  # s_i becomes the previous displacement
-            b.window_sum.zero_()
         self.phase = WindowPhase.MEASURING
         return angle
 
@@ -374,8 +376,6 @@ class WindowedAngularVelocity:
                 RuntimeWarning,
             )
             self._warned_skip = True
-        for b in self.buffers:
-            b.window_sum.zero_()
         if self.phase is WindowPhase.SNAPSHOT:
             self.phase = WindowPhase.EMPTY  # the snapshot itself may be bad: take a new one
 
