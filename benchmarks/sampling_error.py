@@ -34,7 +34,6 @@ from pathlib import Path
 import torch
 
 from autodrop_hf import AutoDrop, AutoDropConfig, AutoDropScheduler
-from autodrop_hf.core.angular_velocity import WindowedAngularVelocity
 
 ROOT = Path(__file__).parents[1]
 FRACTIONS = (0.1, 0.01)
@@ -115,10 +114,7 @@ def main() -> None:
             config = AutoDropConfig(sample_fraction=fraction)
             shadow = AutoDrop(model, config, momentum=0.9, num_training_steps=total, num_warmup_steps=warmup)
             if block is not None:  # the same detector, its meter cutting blocks of another size
-                meter = shadow.angular_velocity
-                shadow.angular_velocity = WindowedAngularVelocity(
-                    meter.params, meter.window_size, sample_stride=config.sample_stride, sample_block=block
-                )
+                shadow.angular_velocity = shadow.angular_velocity.with_block(block)
             shadows[fraction, block] = shadow
     start = time.perf_counter()
     for batch in batches[:total]:

@@ -27,7 +27,6 @@ import torch
 from transformers import AutoModelForSequenceClassification, BertConfig, BertForSequenceClassification
 
 from autodrop_hf import AutoDrop, AutoDropConfig
-from autodrop_hf.core.angular_velocity import WindowedAngularVelocity
 
 
 def load_model(name: str) -> torch.nn.Module:
@@ -72,10 +71,7 @@ def main() -> None:
     config = AutoDropConfig(window_size=args.window_size, sample_fraction=args.sample_fraction)
     autodrop = AutoDrop(model, config, momentum=0.9)  # AdamW's β1
     if args.sample_block is not None:  # the same detector, its meter cutting blocks of another size
-        meter = autodrop.angular_velocity
-        autodrop.angular_velocity = WindowedAngularVelocity(
-            meter.params, meter.window_size, sample_stride=config.sample_stride, sample_block=args.sample_block
-        )
+        autodrop.angular_velocity = autodrop.angular_velocity.with_block(args.sample_block)
     vocab = model.config.vocab_size
     batch = {
         "input_ids": torch.randint(0, vocab, (args.batch_size, args.seq_len)),

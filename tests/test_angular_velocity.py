@@ -293,6 +293,9 @@ def test_the_block_shrinks_while_the_sample_would_hold_too_few_blocks():
     assert meter.sample_block == 4  # 1,638,402 blocks of 4 (the last partial): every 100th from block 0
     assert meter.num_blocks_in_all_processes == meter.num_blocks == TARGET_SAMPLED_BLOCKS + 1 and SAMPLE_SEED == 0
     assert WindowedAngularVelocity([torch.zeros(99)], 1, sample_stride=3, sample_block=5).sample_block == 5
+    other = meter.with_block(2)  # the same parameters and settings, blocks of another size
+    assert (other.sample_block, other.sample_stride, other.world_size, other.params) == (2, stride, 2, meter.params)
+    assert other.num_parameters == pytest.approx(meter.num_parameters, rel=1e-3)
 
 
 def test_the_sampled_angle_estimates_the_exact_one():

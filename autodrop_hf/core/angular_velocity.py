@@ -307,6 +307,13 @@ class WindowedAngularVelocity:
         (a tensor that is not contiguous counts as its elements over the block size, rounded up)."""
         return sum(b.num_blocks for b in self.buffers)
 
+    def with_block(self, sample_block: int) -> WindowedAngularVelocity:
+        """A new, empty meter of the same parameters and settings that cuts blocks of ``sample_block``
+        elements (to compare block sizes on one run)."""
+        return WindowedAngularVelocity(
+            self.params, self.window_size, self.reduce_sums, self.world_size, self.sample_stride, sample_block
+        )
+
     @property
     def num_blocks_in_all_processes(self) -> int:
         """Blocks watched by all processes together, each counted once: about :attr:`total_elements` over
