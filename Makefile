@@ -47,6 +47,7 @@ bench-cost: $(VENV)/.installed
 	$(PY) benchmarks/step_overhead.py --model minilm --steps 300 --window_size 1
 	$(PY) benchmarks/step_overhead.py --model minilm --steps 300 --window_size 1 --sample_fraction 0.01
 	$(PY) benchmarks/fused_pass.py
+	$(PY) benchmarks/gather_floor.py
 	$(PY) benchmarks/trainer_overhead.py --model minilm --steps 60 --repeats 4
 	$(PY) benchmarks/aggregate.py > /dev/null
 

@@ -240,6 +240,13 @@ def cost_table(results: Path) -> str:
             f"training step ({100 * r['autodrop_over_optimizer_step']:.1f}% of AdamW's step); "
             f"{r['bytes_per_trainable_parameter']:.2g} bytes per trainable parameter |"
         )
+    for path in sorted(results.glob("gather_floor_*.json")):
+        r = json.loads(path.read_text())
+        cells = [f"{name.replace('_', ' ')} ({p['blocks']:,}): {p['ms']:.2f} ms" for name, p in r["patterns"].items()]
+        lines.append(
+            f"| memory-light floor: one flat tensor, after a write and a cache sweep | {r['parameters'] / 1e6:.1f}M "
+            f"elements | {r['sample_fraction']:g}, {r['threads']} thread(s) | {'; '.join(cells)} |"
+        )
     for path in sorted(results.glob("trainer_overhead_*.json")):
         r = json.loads(path.read_text())
         lines.append(

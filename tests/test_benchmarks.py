@@ -148,6 +148,12 @@ def test_the_cost_and_rule_selection_benchmarks_run(tmp_path: Path) -> None:
     (cost,) = tmp_path.glob("step_overhead_*.json")
     measured = json.loads(cost.read_text())
     assert measured["bytes_per_trainable_parameter"] == pytest.approx(12, abs=0.5)
+    _run([sys.executable, "benchmarks/gather_floor.py", "--parameters", "400000", "--sample_block", "8",
+          "--repeats", "2", "--output", str(tmp_path)])  # fmt: skip
+    floor = json.loads((tmp_path / "gather_floor_threads1_cpu.json").read_text())["patterns"]
+    assert floor["blocks_of_8"]["blocks"] == floor["one_element_per_block_of_8"]["elements"] == 400_000 // 800
+    assert floor["blocks_of_16"]["elements"] == floor["contiguous"]["elements"] == 8 * (400_000 // 800)
+    assert "memory-light floor" in aggregate.cost_table(tmp_path)
     _run([sys.executable, "benchmarks/trainer_overhead.py", "--model", "tiny", "--steps", "8", "--repeats", "1",
           "--output", str(tmp_path)])  # fmt: skip
     assert len(list(tmp_path.glob("trainer_overhead_*.json"))) == 1
