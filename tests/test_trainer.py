@@ -208,6 +208,27 @@ def test_skipped_optimizer_step_is_not_observed(tmp_path):
     assert torch.equal(autodrop.state_dict()["angular_velocity"]["window_sum"][0], before)
 
 
+def test_resume_after_a_skipped_fp16_step_restores_the_detector(tmp_path):
+    trainer, _ = run(AutoDropTrainer, training_args(tmp_path, max_steps=20))
+    callback, state = trainer.callback_handler.callbacks[0], trainer.state
+
+    class SkippedStep:
+        step_was_skipped = True
+
+    state.global_step += 1  # the Trainer counts the step the scaler skipped; AutoDrop does not observe it
+    callback.on_step_end(trainer.args, state, trainer.control, optimizer=SkippedStep())
+    assert callback.autodrop.num_steps == state.global_step - 1 and callback.autodrop.angles
+    callback.on_save(trainer.args, state, trainer.control)
+    fresh = AutoDropCallback()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "fresh detector" warning
+        fresh.on_train_begin(
+            trainer.args, state, trainer.control, model=trainer.model, lr_scheduler=trainer.lr_scheduler
+        )
+    assert fresh.autodrop.num_steps == callback.autodrop.num_steps
+    assert fresh.autodrop.angles == callback.autodrop.angles and fresh.autodrop.drops == callback.autodrop.drops
+
+
 def test_frozen_parameters_are_ignored(tmp_path):
     model = tiny_bert()
     model.bert.requires_grad_(False)  # PEFT-style: frozen base, trained head

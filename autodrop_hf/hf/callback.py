@@ -24,6 +24,9 @@ from .transformers_internals import current_log_entry, running_resume_checkpoint
 #: Written into every checkpoint folder: :meth:`AutoDrop.state_dict`. When parameters are sharded
 #: (FSDP2), every process writes its own ``autodrop_state_rank<N>.pt`` instead.
 STATE_FILE = "autodrop_state.pt"
+#: The Trainer's ``global_step`` at the save, next to the detector state in :data:`STATE_FILE`: the Trainer
+#: counts the steps an fp16 scaler skipped, the detector (``num_steps``) does not observe them.
+GLOBAL_STEP_KEY = "trainer_global_step"
 #: The prefix of AutoDrop's log keys.
 LOG_PREFIX = "autodrop/"
 
@@ -162,10 +165,9 @@ class AutoDropCallback(TrainerCallback):
         path = self._state_file(folder, args)
         try:
             saved = torch.load(path, map_location="cpu", weights_only=True)
-            if saved.get("num_steps") != state.global_step:
-                raise ValueError(
-                    f"it is from step {saved.get('num_steps')}, the Trainer resumes at step {state.global_step}"
-                )
+            saved_at = saved.pop(GLOBAL_STEP_KEY, None)
+            if saved_at != state.global_step:
+                raise ValueError(f"it is from step {saved_at}, the Trainer resumes at step {state.global_step}")
             self.autodrop.load_state_dict(saved)
             return folder
         except FileNotFoundError:
@@ -216,7 +218,8 @@ class AutoDropCallback(TrainerCallback):
             return  # replicated state: one copy, written by the process that saves checkpoints
         folder = Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}"
         folder.mkdir(parents=True, exist_ok=True)
-        torch.save(self.autodrop.state_dict(), self._state_file(folder, args))
+        state_dict = {**self.autodrop.state_dict(), GLOBAL_STEP_KEY: state.global_step}
+        torch.save(state_dict, self._state_file(folder, args))
         history = Path(args.output_dir) / HISTORY_FILE
         if args.should_save and history.exists():
             shutil.copyfile(history, folder / HISTORY_FILE)
