@@ -74,10 +74,11 @@ def test_a_stock_trainer_reports_autodrop_to_tensorboard_by_default(tmp_path, mo
     assert {"train/autodrop/lr_scale", "train/autodrop/num_drops", "train/autodrop/noise_floor"} <= tags
 
 
-def test_stock_training_arguments_pass_hyperparameters_through_lr_scheduler_kwargs(tmp_path):
+@pytest.mark.parametrize("arguments", [TrainingArguments, AutoDropTrainingArguments])
+def test_another_schedule_passes_hyperparameters_through_lr_scheduler_kwargs(tmp_path, arguments):
     kwargs = {"drop_factor": 0.5, "window_size": 3, "preset": "paper", "autodrop_min_lr": 1e-5}
-    args = TrainingArguments(**_values(tmp_path, lr_scheduler_type="cosine_with_min_lr",
-                                       lr_scheduler_kwargs={**kwargs, "min_lr": 1e-4}))  # fmt: skip
+    args = arguments(**_values(tmp_path, lr_scheduler_type="cosine_with_min_lr",
+                               lr_scheduler_kwargs={**kwargs, "min_lr": 1e-4}))  # fmt: skip
     callback = AutoDropCallback()
     with pytest.warns(UserWarning, match="multiply the 'cosine_with_min_lr' schedule"):
         Trainer(model=tiny_bert(), args=args, train_dataset=TokenParity(64), callbacks=[callback]).train()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import json
 import shutil
 from pathlib import Path
@@ -10,15 +9,14 @@ from typing import Any
 
 import torch
 from transformers import Trainer, TrainerCallback, TrainerControl, TrainerState, TrainingArguments
-from transformers.optimization import TYPE_TO_SCHEDULER_FUNCTION
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, SchedulerType
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from ..core.autodrop import AutoDrop
 from ..core.config import AutoDropConfig
 from ..core.history import HISTORY_FILE, append_record, truncate_history
 from ..core.scheduler import AutoDropLR, unwrap_scheduler
 from ..core.user_warnings import warn
-from .training_args import scheduler_name, uses_autodrop
+from .training_args import scheduler_name, take_autodrop_scheduler_kwargs, uses_autodrop
 from .transformers_internals import current_log_entry, running_resume_checkpoint, running_trainer
 
 #: Written into every checkpoint folder: :meth:`AutoDrop.state_dict`. When parameters are sharded
@@ -256,30 +254,10 @@ class _RemoveLogKeys(TrainerCallback):
 
 
 def _config_from_scheduler_kwargs(args: TrainingArguments) -> AutoDropConfig | None:
-    """AutoDrop's hyper-parameters from stock ``TrainingArguments.lr_scheduler_kwargs``, which it then
-    no longer holds (the Hugging Face schedule would refuse them).
-
-    ``autodrop_<name>`` always means AutoDrop's ``<name>``; a bare ``<name>`` (and ``preset``) too, unless
-    the configured schedule takes an argument of that name itself (``min_lr`` for ``cosine_with_min_lr``).
-    """
-    kwargs = dict(args.lr_scheduler_kwargs or {})
-    schedule_takes = _schedule_arguments(scheduler_name(args))
-    names = set(AutoDropConfig.field_names()) | {"preset"}
-    values = {}
-    for key in list(kwargs):
-        name = key.removeprefix("autodrop_")
-        if name in names and (key != name or key not in schedule_takes):
-            values[name] = kwargs.pop(key)
+    """AutoDrop's hyper-parameters from stock ``TrainingArguments.lr_scheduler_kwargs``
+    (:func:`take_autodrop_scheduler_kwargs`), which it then no longer holds."""
+    values = take_autodrop_scheduler_kwargs(args)
     if not values:
         return None
-    args.lr_scheduler_kwargs = kwargs
     preset = values.pop("preset", "default")
     return AutoDropConfig.preset(preset, **values)
-
-
-def _schedule_arguments(name: str) -> set[str]:
-    try:
-        function = TYPE_TO_SCHEDULER_FUNCTION[SchedulerType(name)]
-    except (ValueError, KeyError):
-        return set()
-    return set(inspect.signature(function).parameters)

@@ -7,12 +7,14 @@ hyper-parameter is one edit there. Every field defaults to ``None`` ("the preset
 
 from __future__ import annotations
 
+import inspect
 import json
 import typing
 from dataclasses import dataclass, field, fields, make_dataclass
 from typing import Any
 
 from transformers import Seq2SeqTrainingArguments, TrainingArguments
+from transformers.optimization import TYPE_TO_SCHEDULER_FUNCTION
 from transformers.trainer_utils import SchedulerType
 
 from ..core.config import AutoDropConfig
@@ -48,6 +50,34 @@ def scheduler_name(args: Any) -> str:
 def uses_autodrop(args: Any) -> bool:
     """Whether training arguments ask for the AutoDrop schedule."""
     return scheduler_name(args) == AUTODROP_SCHEDULER
+
+
+def take_autodrop_scheduler_kwargs(args: Any) -> dict[str, Any]:
+    """Take AutoDrop's hyper-parameters out of ``args.lr_scheduler_kwargs`` (for a Hugging Face schedule, which
+    would refuse them) and return them by :class:`~autodrop_hf.AutoDropConfig` name, ``"preset"`` included.
+
+    ``autodrop_<name>`` always means AutoDrop's ``<name>``; a bare ``<name>`` (and ``preset``) too, unless
+    the configured schedule takes an argument of that name itself (``min_lr`` for ``cosine_with_min_lr``).
+    """
+    kwargs = dict(args.lr_scheduler_kwargs or {})
+    schedule_takes = _schedule_arguments(scheduler_name(args))
+    names = set(AutoDropConfig.field_names()) | {"preset"}
+    values = {}
+    for key in list(kwargs):
+        name = key.removeprefix("autodrop_")
+        if name in names and (key != name or key not in schedule_takes):
+            values[name] = kwargs.pop(key)
+    if values:
+        args.lr_scheduler_kwargs = kwargs
+    return values
+
+
+def _schedule_arguments(name: str) -> set[str]:
+    try:
+        function = TYPE_TO_SCHEDULER_FUNCTION[SchedulerType(name)]
+    except (ValueError, KeyError):
+        return set()
+    return set(inspect.signature(function).parameters)
 
 
 def _command_line_type(annotation: str) -> type:
@@ -100,7 +130,9 @@ class _AutoDropArgumentsBase:
     the defaults (``"default"``: the library's rule; ``"paper"``: the paper's), and the ``autodrop_*``
     fields, :class:`~autodrop_hf.AutoDropConfig`'s hyper-parameters, override single values; with
     ``lr_scheduler_type="autodrop"``, keys of ``lr_scheduler_kwargs`` named like them
-    (``{"drop_factor": 0.9}``, or ``{"preset": "paper"}``) override them too, as for any Hugging Face schedule.
+    (``{"drop_factor": 0.9}``, or ``{"preset": "paper"}``) override them too, as for any Hugging Face schedule;
+    with another schedule (for :class:`~autodrop_hf.AutoDropCallback`), its AutoDrop keys
+    (:func:`take_autodrop_scheduler_kwargs`) move into these fields at construction and the rest stays for it.
     """
 
     lr_scheduler_type: str = field(
@@ -134,6 +166,9 @@ class AutoDropArgumentsMixin(_AutoDropFields):
         super().__post_init__()
         if requested == AUTODROP_SCHEDULER:
             self.lr_scheduler_type = AutoDropSchedulerName(AUTODROP_SCHEDULER)
+        else:  # another schedule: its lr_scheduler_kwargs may hold AutoDrop's values for AutoDropCallback
+            for name, value in take_autodrop_scheduler_kwargs(self).items():
+                setattr(self, f"autodrop_{name}", value)
         self.autodrop_config()  # fail now, with AutoDropConfig's message, not at train()
 
     def set_lr_scheduler(self, name: str = "linear", **kwargs: Any) -> Any:
