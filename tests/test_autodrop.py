@@ -240,6 +240,16 @@ def test_min_lr_needs_a_peak_learning_rate():
     assert AutoDrop(params, config, base_lr=1e-2).floors == [pytest.approx(0.1)]
 
 
+def test_base_lr_gives_one_value_per_parameter_group():
+    params = [torch.nn.Parameter(torch.zeros(3))]
+    scheduler = AutoDropLR(torch.optim.SGD(params, lr=0.1))
+    config = AutoDropConfig(min_lr=1e-3)
+    for min_lr in (0.0, 1e-3):  # with min_lr=0 no floor is computed, and the first drop would fail
+        with pytest.raises(ValueError, match="base_lr has 2 values and the optimizer 1 parameter groups"):
+            AutoDrop(params, config.replace(min_lr=min_lr), scheduler, base_lr=[0.1, 0.1])
+    assert AutoDrop(params, config, scheduler, base_lr=[0.1]).floors == [pytest.approx(0.01)]
+
+
 def test_bad_arguments_are_refused_at_construction():
     params = [torch.nn.Parameter(torch.zeros(3))]
     optimizer = torch.optim.SGD(params, lr=0.1)

@@ -153,6 +153,11 @@ class AutoDrop:
             peaks = [_number("base_lr", base_lr)] * (1 if groups is None else len(groups))
         else:
             peaks = [_number("base_lr", value) for value in base_lr]
+            if groups is not None and len(peaks) != len(groups):
+                raise ValueError(
+                    f"base_lr has {len(peaks)} values and the optimizer {len(groups)} parameter groups: give one "
+                    "per group, or one number."
+                )
         count = len(peaks) if peaks is not None else 1
         min_lrs = self.config.min_lrs(count) if isinstance(self.config.min_lr, tuple) else [self.config.min_lr] * count
         if not any(min_lrs):
@@ -277,13 +282,13 @@ class AutoDrop:
         factor = self.config.drop_factor
         if factor == "auto":
             factor = self._linear_factor() if self.num_training_steps else UNKNOWN_HORIZON_DROP_FACTOR
-        old = self.lr_scales
-        self.scale *= factor
-        new = self.lr_scales
+        old, scale = self.lr_scales, self.scale * factor
+        new = [max(scale, floor) for floor in self.floors]
+        if new != old and self.scheduler is not None:
+            apply_lr_scales(self.scheduler, old, new)  # first: if it fails, the detector is unchanged
+        self.scale = scale
         if new == old:
             return False
-        if self.scheduler is not None:
-            apply_lr_scales(self.scheduler, old, new)
         self.drops.append(self.num_steps)
         return True
 
