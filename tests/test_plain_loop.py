@@ -63,6 +63,21 @@ def test_the_one_object_form_takes_the_two_object_forms_decisions_and_saves_ever
     assert after == two[138:] and resumed.autodrop.drops == autodrop.drops
 
 
+def test_a_refused_state_leaves_the_one_object_scheduler_unchanged():
+    model, optimizer = _problem()
+    scheduler = AutoDropScheduler(optimizer, model, CONFIG, num_training_steps=100, num_warmup_steps=10)
+    for step in range(5):
+        _train_step(model, optimizer, step)
+        scheduler.step()
+    before = {key: value for key, value in scheduler.state_dict().items() if key != "autodrop"}
+    state = scheduler.state_dict()
+    state["last_epoch"], state["autodrop"] = 50, {**state["autodrop"], "scale": 2.0}
+    with pytest.raises(ValueError, match="'scale' is invalid"):
+        scheduler.load_state_dict(state)
+    assert {key: value for key, value in scheduler.state_dict().items() if key != "autodrop"} == before
+    assert scheduler.last_epoch == 5 and scheduler.autodrop.num_steps == 5
+
+
 def test_repeated_scheduler_steps_observe_once_per_optimizer_step():
     """As Accelerate steps a prepared scheduler once per process: the warm-up moves, observation does not."""
     model, optimizer = _problem()

@@ -62,13 +62,24 @@ class AutoDropScheduler(AutoDropLR):
             self._observed_at = self.autodrop.optimizer_steps.count
             self.autodrop.step()
 
+    def _schedule_state(self) -> dict[str, Any]:
+        """The schedule's own state (``AutoDropLR``'s), without the detector."""
+        return {key: value for key, value in super().state_dict().items() if key not in ("autodrop", "_observed_at")}
+
     def state_dict(self) -> dict[str, Any]:
-        state = {key: value for key, value in super().state_dict().items() if key not in ("autodrop", "_observed_at")}
-        return {**state, "autodrop": self.autodrop.state_dict()}
+        return {**self._schedule_state(), "autodrop": self.autodrop.state_dict()}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`: the schedule, then the detector (which re-synchronises the learning
+        rate); if the detector's state is refused, the schedule is put back too, so a failed load changes
+        nothing."""
         state = dict(state_dict)
         detector = state.pop("autodrop")
+        schedule = self._schedule_state()
         super().load_state_dict(state)
-        self.autodrop.load_state_dict(detector)
+        try:
+            self.autodrop.load_state_dict(detector)
+        except Exception:
+            super().load_state_dict(schedule)
+            raise
         self._observed_at = self.autodrop.optimizer_steps.count  # this process's count, not the saved one
