@@ -38,7 +38,10 @@ def test_the_one_object_form_takes_the_two_object_forms_decisions_and_saves_ever
         two.append(optimizer.param_groups[0]["lr"])
 
     model, optimizer = _problem()
-    one_object = AutoDropScheduler(optimizer, model, CONFIG, num_training_steps=300, num_warmup_steps=10)
+    history = tmp_path / "history.jsonl"
+    one_object = AutoDropScheduler(
+        optimizer, model, CONFIG, num_training_steps=300, num_warmup_steps=10, history_file=history
+    )
     one = []
     for step in range(300):
         _train_step(model, optimizer, step)
@@ -49,18 +52,22 @@ def test_the_one_object_form_takes_the_two_object_forms_decisions_and_saves_ever
                         "model": model.state_dict()}, tmp_path / "checkpoint.pt")  # fmt: skip
     assert one == two and one_object.autodrop.drops == autodrop.drops and len(autodrop.drops) >= 5
 
+    straight_history = history.read_text()
     saved = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
     model, optimizer = _problem(seed=9)
     model.load_state_dict(saved["model"])
     optimizer.load_state_dict(saved["optimizer"])
-    resumed = AutoDropScheduler(optimizer, model, CONFIG, num_training_steps=300, num_warmup_steps=10)
-    resumed.load_state_dict(saved["scheduler"])
+    resumed = AutoDropScheduler(
+        optimizer, model, CONFIG, num_training_steps=300, num_warmup_steps=10, history_file=history
+    )
+    resumed.load_state_dict(saved["scheduler"])  # the records after step 138 leave the history file
     after = []
     for step in range(138, 300):
         _train_step(model, optimizer, step)
         resumed.step()
         after.append(optimizer.param_groups[0]["lr"])
     assert after == two[138:] and resumed.autodrop.drops == autodrop.drops
+    assert history.read_text() == straight_history
 
 
 def test_a_refused_state_leaves_the_one_object_scheduler_unchanged():

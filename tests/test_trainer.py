@@ -219,6 +219,12 @@ def test_resume_after_a_skipped_fp16_step_restores_the_detector(tmp_path):
     callback.on_step_end(trainer.args, state, trainer.control, optimizer=SkippedStep())
     assert callback.autodrop.num_steps == state.global_step - 1 and callback.autodrop.angles
     callback.on_save(trainer.args, state, trainer.control)
+    history = tmp_path / HISTORY_FILE
+    after_the_save = {"step": state.global_step, "angle": 1.0, "noise_floor": None, "statistic": None,
+                      "smoothed": None, "lr": 1e-3, "lr_scale": 1.0, "dropped": False}  # fmt: skip
+    with history.open("a") as file:  # the run went on after the save, then crashed
+        file.write(json.dumps(after_the_save) + "\n")
+    (tmp_path / f"checkpoint-{state.global_step}" / HISTORY_FILE).unlink()  # as if saved before any record
     fresh = AutoDropCallback()
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no "fresh detector" warning
@@ -227,6 +233,8 @@ def test_resume_after_a_skipped_fp16_step_restores_the_detector(tmp_path):
         )
     assert fresh.autodrop.num_steps == callback.autodrop.num_steps
     assert fresh.autodrop.angles == callback.autodrop.angles and fresh.autodrop.drops == callback.autodrop.drops
+    steps = [json.loads(line)["step"] for line in history.read_text().splitlines()]
+    assert steps and max(steps) <= fresh.autodrop.num_steps  # the record written after the save is gone
 
 
 def test_frozen_parameters_are_ignored(tmp_path):

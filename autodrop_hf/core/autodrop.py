@@ -24,7 +24,7 @@ from .angular_velocity import (
     trainable_parameters,
 )
 from .config import UNKNOWN_HORIZON_DROP_FACTOR, AutoDropConfig
-from .history import append_record
+from .history import append_record, truncate_history
 from .noise_floor import MomentumFilter, momentum_filter, noise_floor
 from .saturation import NoiseFloorTest, SaturationResult, SmoothedChangeTest
 from .scheduler import apply_lr_scales, check_scheduler, lr_scales_of, unwrap_scheduler
@@ -76,7 +76,8 @@ class AutoDrop:
         accelerator: accepted for Accelerate users: an ``Accelerator`` (or ``PartialState``) with one
             process means a single-process run; with several, the default group is used.
         history_file: append one JSON line per window to this file (:mod:`autodrop_hf.core.history`),
-            from the first process only; ``autodrop-hf plot`` draws it.
+            from the first process only; ``autodrop-hf plot`` draws it. :meth:`load_state_dict` drops the
+            records after the restored step.
     """
 
     def __init__(
@@ -431,6 +432,7 @@ class AutoDrop:
             )
             self.num_steps = values["num_steps"]
             self._set_scale(values["scale"])
+            self._truncate_history()
             return
         test = self._new_test()
         test.load_state_dict(state["test"])
@@ -441,6 +443,12 @@ class AutoDrop:
         self.angles, self.smoothed = values["angles"], values["smoothed"]
         self.decisions, self.drops = values["decisions"], values["drops"]
         self._set_scale(values["scale"])
+        self._truncate_history()
+
+    def _truncate_history(self) -> None:
+        """Drop the history file's records after the restored step: a resumed run writes them again."""
+        if self.history_file is not None and self._is_first_process():
+            truncate_history(self.history_file, self.num_steps)
 
     def _set_scale(self, scale: float) -> None:
         self.scale = scale

@@ -143,7 +143,7 @@ class AutoDropCallback(TrainerCallback):
             if saved_history is not None and saved_history.exists() and saved_history != history:
                 history.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(saved_history, history)
-            truncate_history(history, state.global_step)
+            truncate_history(history, self.autodrop.num_steps)  # its steps: the scaler's skipped steps not counted
 
     def _checkpoint_folder(self, args: TrainingArguments, state: TrainerState) -> Path:
         """The checkpoint the Trainer resumes from: the one it was given, wherever it is (or, if the call
