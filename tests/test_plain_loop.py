@@ -1,6 +1,7 @@
 """The plain-loop routes: the one-object AutoDropScheduler, the call-order guard, Accelerate checkpoints,
 and a plain loop's history drawn by `autodrop-hf plot`."""
 
+import copy
 import json
 
 import pytest
@@ -83,6 +84,37 @@ def test_a_refused_state_leaves_the_one_object_scheduler_unchanged():
         scheduler.load_state_dict(state)
     assert {key: value for key, value in scheduler.state_dict().items() if key != "autodrop"} == before
     assert scheduler.last_epoch == 5 and scheduler.autodrop.num_steps == 5
+
+
+def test_a_state_kept_in_memory_is_a_snapshot_only_when_copied():
+    def snapshot_and_return(copy_it):
+        model, optimizer = _problem()
+        scheduler = AutoDropScheduler(optimizer, model, CONFIG, num_training_steps=100)
+        for step in range(7):
+            _train_step(model, optimizer, step)
+            scheduler.step()
+        state = scheduler.state_dict()
+        kept = (copy.deepcopy(state) if copy_it else state, copy.deepcopy(optimizer.state_dict()),
+                copy.deepcopy(model.state_dict()))  # fmt: skip
+        for step in range(7, 12):  # a detour, then back to step 7
+            _train_step(model, optimizer, step)
+            scheduler.step()
+        scheduler.load_state_dict(kept[0])
+        optimizer.load_state_dict(kept[1])
+        model.load_state_dict(kept[2])
+        for step in range(7, 40):
+            _train_step(model, optimizer, step)
+            scheduler.step()
+        return scheduler.autodrop.angles
+
+    model, optimizer = _problem()
+    straight = AutoDropScheduler(optimizer, model, CONFIG, num_training_steps=100)
+    for step in range(40):
+        _train_step(model, optimizer, step)
+        straight.step()
+    assert snapshot_and_return(copy_it=True) == straight.autodrop.angles
+    with pytest.raises(ValueError, match="live window buffers, which have changed since"):
+        snapshot_and_return(copy_it=False)  # the live buffers moved on: refused, not silently mixed
 
 
 def test_repeated_scheduler_steps_observe_once_per_optimizer_step():

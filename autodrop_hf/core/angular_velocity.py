@@ -46,6 +46,8 @@ TARGET_SAMPLED_BLOCKS = 16_384
 SAMPLED_ANGLE_ERROR_SCALE = 27.0
 #: Seed of the sampled blocks' offset: the same subset on every process and after a resume.
 SAMPLE_SEED = 0
+#: The window buffers of a state dict, in the order of ``buffer_versions``.
+_BUFFER_NAMES = ("reference", "window_sum", "previous")
 
 
 def candidate_parameters(model_or_params: nn.Module | Iterable[Any]) -> list[Tensor]:
@@ -112,6 +114,12 @@ def _local_tensor(param: Tensor) -> Tensor:
         return partition
     to_local = getattr(param, "to_local", None)  # DTensor
     return param if to_local is None else to_local()
+
+
+def _version(tensor: Tensor) -> int:
+    """The count of in-place writes to ``tensor`` (PyTorch's ``Tensor._version``, by which autograd detects a
+    saved tensor modified in place): tells a live buffer that has changed since a state dict was taken."""
+    return tensor._version
 
 
 def _global_numel(param: Tensor) -> int:
@@ -387,15 +395,20 @@ class WindowedAngularVelocity:
             self.phase = WindowPhase.EMPTY  # the snapshot itself may be bad: take a new one
 
     def state_dict(self) -> dict[str, Any]:
-        """Flags and the window buffers (tensors, not copies), readable with ``weights_only``."""
+        """Flags and the window buffers, readable with ``weights_only``.
+
+        The buffers are this meter's live tensors, not copies (as in ``Module.state_dict``): save the state
+        at once, or ``copy.deepcopy`` it to keep it in memory. ``buffer_versions`` lets
+        :meth:`load_state_dict` refuse a kept state whose buffers have changed since.
+        """
+        buffers = {name: [getattr(b, name) for b in self.buffers] for name in _BUFFER_NAMES}
         return {
             "window_size": self.window_size,
             "steps_in_window": self.steps_in_window,
             "phase": self.phase.value,
             "warned_skip": self._warned_skip,
-            "reference": [b.reference for b in self.buffers],
-            "window_sum": [b.window_sum for b in self.buffers],
-            "previous": [b.previous for b in self.buffers],
+            **buffers,
+            "buffer_versions": [_version(tensor) for name in _BUFFER_NAMES for tensor in buffers[name]],
         }
 
     @torch.no_grad()
@@ -408,13 +421,23 @@ class WindowedAngularVelocity:
                 f"{self.window_size}: resume with the same window_size."
             )
         sizes = [b.numel for b in self.buffers]
-        for name in ("reference", "window_sum", "previous"):
+        for name in _BUFFER_NAMES:
             saved = [t.numel() for t in state[name]]
             if saved != sizes:
                 raise ValueError(
                     f"AutoDrop state holds {name} buffers of sizes {saved}, this model's trainable parameters "
                     f"need {sizes}: the checkpoint is from a different model or sharding."
                 )
+        live = {id(t) for b in self.buffers for t in (b.reference, b.window_sum, b.previous)}
+        tensors = [tensor for name in _BUFFER_NAMES for tensor in state[name]]
+        versions = state.get("buffer_versions")
+        if versions is not None and any(
+            id(t) in live and _version(t) != v for t, v in zip(tensors, versions, strict=True)
+        ):
+            raise ValueError(
+                "AutoDrop state holds this detector's live window buffers, which have changed since the state was "
+                "taken: keep a state in memory with copy.deepcopy(state_dict()), or save it to disk."
+            )
         steps_in_window = int(state["steps_in_window"])
         if not 0 <= steps_in_window < self.window_size:
             raise ValueError(f"AutoDrop state has steps_in_window={steps_in_window}, outside [0, {self.window_size}).")

@@ -388,7 +388,8 @@ class AutoDrop:
 
     # ------------------------------------------------------------------------------- state
     def state_dict(self) -> dict[str, Any]:
-        """Everything needed to resume mid-window: plain Python values and the window buffers."""
+        """Everything needed to resume mid-window: plain Python values and the window buffers, which are the
+        live tensors (save the state at once, or ``copy.deepcopy`` it to keep it in memory)."""
         return {
             "config": self.config.to_dict(),
             "num_steps": self.num_steps,
