@@ -30,3 +30,15 @@ def test_quick_start_snippets_run_and_decide(capsys):
     exec(compile(composed, str(README), "exec"), namespace)
     cosine = namespace["scheduler"]
     assert isinstance(cosine, torch.optim.lr_scheduler.CosineAnnealingLR) and namespace["autodrop"].scheduler is cosine
+
+
+def test_the_files_the_docs_name_exist():
+    root = README.parent
+    texts = [README.read_text(), *(path.read_text() for path in (root / "docs").glob("*.md"))]
+    named = {
+        match.rstrip(".,")
+        for text in texts
+        for match in re.findall(r"\b(?:autodrop_hf|benchmarks|examples|tests|docs)/[\w./-]+", text)
+    }
+    assert len(named) > 20
+    assert sorted(path for path in named if not (root / path).exists()) == []
