@@ -73,7 +73,7 @@ class AutoDropConfig:
         default="auto",
         metadata={
             "help": "Factor (0 < ρ < 1) the learning rate is multiplied by at each drop, or 'auto': drops "
-            "that follow a linear decay to min_lr at the last step (0.95 if the step count is unknown)."
+            "that follow a linear decay to 0 at the last step, floored at min_lr (0.95 if the step count is unknown)."
         },
     )
     buffer_size: int = field(
