@@ -4,10 +4,17 @@ the lr_scheduler_type swap of the training arguments), pinned so that a change i
 import pytest
 from tiny import TokenParity, tiny_bert
 from transformers import Trainer, TrainerCallback, TrainingArguments
-from transformers.trainer_utils import SchedulerType
+from transformers.trainer_utils import HPSearchBackend, SchedulerType
 
-from autodrop_hf import AutoDropTrainingArguments
-from autodrop_hf.hf.transformers_internals import current_log_entry, running_resume_checkpoint, running_trainer
+from autodrop_hf import AutoDropCallback, AutoDropTrainingArguments
+from autodrop_hf.core.history import HISTORY_FILE
+from autodrop_hf.hf.callback import STATE_FILE
+from autodrop_hf.hf.transformers_internals import (
+    current_log_entry,
+    run_output_dir,
+    running_resume_checkpoint,
+    running_trainer,
+)
 
 
 class Spy(TrainerCallback):
@@ -83,3 +90,23 @@ def test_the_parent_post_init_needs_a_scheduler_type_and_the_trainer_rebuilds_it
     first = trainer.lr_scheduler
     trainer.train()
     assert trainer.lr_scheduler is not first
+
+
+def test_a_hyperparameter_search_trial_saves_in_its_own_folder(tmp_path, monkeypatch):
+    import transformers.integrations
+
+    class Trial:  # what the Trainer reads of an Optuna trial (Optuna itself is not installed)
+        number, params = 7, {}
+
+    monkeypatch.setattr(transformers.integrations, "hp_params", lambda trial: trial.params)
+
+    args = _args(tmp_path, lr_scheduler_type="constant_with_warmup")
+    trainer = Trainer(model=tiny_bert(), args=args, train_dataset=TokenParity(64), callbacks=[AutoDropCallback()])
+    assert run_output_dir(trainer) == str(tmp_path)
+    trainer.hp_search_backend, trainer.hp_space = HPSearchBackend.OPTUNA, lambda trial: {}
+    trainer.train(trial=Trial())
+    assert run_output_dir(trainer) == str(tmp_path / "run-7")
+    checkpoint = tmp_path / "run-7" / "checkpoint-6"
+    assert (checkpoint / "model.safetensors").exists() and (checkpoint / STATE_FILE).exists()
+    assert (tmp_path / "run-7" / HISTORY_FILE).exists()
+    assert not (tmp_path / "checkpoint-6").exists() and not (tmp_path / HISTORY_FILE).exists()

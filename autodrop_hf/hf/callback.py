@@ -17,7 +17,7 @@ from ..core.history import HISTORY_FILE, append_record, truncate_history
 from ..core.scheduler import AutoDropLR, unwrap_scheduler
 from ..core.user_warnings import warn
 from .training_args import scheduler_name, take_autodrop_scheduler_kwargs, uses_autodrop
-from .transformers_internals import current_log_entry, running_resume_checkpoint, running_trainer
+from .transformers_internals import current_log_entry, run_output_dir, running_resume_checkpoint, running_trainer
 
 #: Written into every checkpoint folder: :meth:`AutoDrop.state_dict`. When parameters are sharded
 #: (FSDP2), every process writes its own ``autodrop_state_rank<N>.pt`` instead.
@@ -44,7 +44,8 @@ class AutoDropCallback(TrainerCallback):
       resumes from.
     - ``on_step_end``: once per optimizer step, after ``lr_scheduler.step()``, so a drop changes
       the learning rate from the very next optimizer step; skipped when the optimizer skipped
-      its step (fp16 overflow), as the scheduler does. Each window is a line of ``output_dir/autodrop_history.jsonl``.
+      its step (fp16 overflow), as the scheduler does. Each window is a line of ``output_dir/autodrop_history.jsonl``
+      (of the trial's ``output_dir/run-<id>`` under ``hyperparameter_search``, as its checkpoints).
     - ``on_log``: ``autodrop/angular_velocity``, ``autodrop/noise_floor``, ``autodrop/statistic``,
       ``autodrop/smoothed`` (paper's test), ``autodrop/lr_scale`` and ``autodrop/num_drops`` go into
       ``state.log_history`` and to the reporters (TensorBoard, W&B, ...); a key without a value yet is left out.
@@ -68,6 +69,7 @@ class AutoDropCallback(TrainerCallback):
         self.config = config
         self.autodrop: AutoDrop | None = None
         self._kwargs_config: AutoDropConfig | None = None
+        self._run_dir: Path | None = None  # where this run's checkpoints and history go, from on_train_begin
 
     # ------------------------------------------------------------------------------ set-up
     def attach(self, trainer: Trainer) -> None:
@@ -134,7 +136,9 @@ class AutoDropCallback(TrainerCallback):
                 f"AutoDrop drops multiply the '{schedule}' schedule. For AutoDrop alone use "
                 "lr_scheduler_type='constant_with_warmup', or AutoDropTrainer with lr_scheduler_type='autodrop'."
             )
-        history = Path(args.output_dir) / HISTORY_FILE
+        trainer = running_trainer()
+        self._run_dir = Path(args.output_dir if trainer is None else run_output_dir(trainer))
+        history = self._run_dir / HISTORY_FILE
         checkpoint = None
         if state.global_step > 0:
             checkpoint = self._restore(args, state, model, lr_scheduler)
@@ -147,11 +151,11 @@ class AutoDropCallback(TrainerCallback):
 
     def _checkpoint_folder(self, args: TrainingArguments, state: TrainerState) -> Path:
         """The checkpoint the Trainer resumes from: the one it was given, wherever it is (or, if the call
-        stack does not tell, ``output_dir/checkpoint-<step>``)."""
+        stack does not tell, ``checkpoint-<step>`` of the run's folder)."""
         resumed = running_resume_checkpoint()
         if resumed is not None:
             return Path(resumed)
-        return Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}"
+        return self._run_dir / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}"
 
     def _state_file(self, folder: Path, args: TrainingArguments) -> Path:
         if self.autodrop.angular_velocity.is_sharded:
@@ -191,7 +195,7 @@ class AutoDropCallback(TrainerCallback):
             return
         self.autodrop.step()
         if self.autodrop.last_record is not None and state.is_world_process_zero:
-            append_record(Path(args.output_dir) / HISTORY_FILE, self.autodrop.last_record)
+            append_record(self._run_dir / HISTORY_FILE, self.autodrop.last_record)
 
     def on_log(
         self,
@@ -214,11 +218,11 @@ class AutoDropCallback(TrainerCallback):
             return
         if not (args.should_save or self.autodrop.angular_velocity.is_sharded):
             return  # replicated state: one copy, written by the process that saves checkpoints
-        folder = Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}"
+        folder = self._run_dir / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}"
         folder.mkdir(parents=True, exist_ok=True)
         state_dict = {**self.autodrop.state_dict(), GLOBAL_STEP_KEY: state.global_step}
         torch.save(state_dict, self._state_file(folder, args))
-        history = Path(args.output_dir) / HISTORY_FILE
+        history = self._run_dir / HISTORY_FILE
         if args.should_save and history.exists():
             shutil.copyfile(history, folder / HISTORY_FILE)
 

@@ -63,3 +63,10 @@ def running_trainer() -> Trainer | None:
             return candidate
         frame = frame.f_back
     return None
+
+
+def run_output_dir(trainer: Trainer) -> str:
+    """The folder where ``trainer`` saves this run's checkpoints: ``args.output_dir``, or under
+    ``hyperparameter_search`` the trial's ``output_dir/run-<id>``. That is ``Trainer._get_output_dir`` of the
+    trial that ``train()`` keeps in ``_trial``."""
+    return trainer._get_output_dir(trial=getattr(trainer, "_trial", None))
