@@ -70,6 +70,39 @@ def test_from_scratch_end_to_end_then_reload_and_generate(tmp_path, monkeypatch)
     assert generated.shape[1] <= 11 and "▁" not in tokenizer.decode(generated[0], skip_special_tokens=True)
 
 
+def test_sources_and_targets_are_truncated_at_their_own_lengths_and_keep_the_end_token():
+    pairs = [{"de": "eins zwei drei vier haus katze", "en": "one two three four house cat"}] * 40
+    tokenizer = train_tokenizer([p["de"] for p in pairs] + [p["en"] for p in pairs], 60)
+    (full,) = run_translation.encode(tokenizer, pairs[:1], run_translation.DataTrainingArguments(text_dir="."))
+    arguments = run_translation.DataTrainingArguments(text_dir=".", max_source_length=40, max_target_length=4)
+    (short,) = run_translation.encode(tokenizer, pairs[:1], arguments)
+    assert short["input_ids"] == full["input_ids"] and len(full["labels"]) > 4
+    assert short["labels"] == [*full["labels"][:3], tokenizer.eos_token_id]
+
+
+def test_language_codes_predict_without_generation_and_evaluating_a_saved_model(tmp_path, monkeypatch):
+    data = write_parallel(tmp_path / "data")
+    summary = run_script(monkeypatch, tmp_path / "out", "--text_dir", str(data), "--max_steps", "4",
+                         "--source_lang", "de_DE", "--target_lang", "en_XX")  # fmt: skip  # mBART-style codes
+    assert summary["optimizer_steps"] == 4 and "predict_bleu" in summary
+    evaluate_only = ["run_translation.py", "--output_dir", str(tmp_path / "out"), "--text_dir", str(data),
+                     "--do_predict", "--report_to", "none"]  # fmt: skip  # the saved pair, no generation
+    monkeypatch.setattr(sys, "argv", evaluate_only)
+    metrics = run_translation.main()
+    assert "predict_loss" in metrics and "predict_bleu" not in metrics
+    monkeypatch.setattr(sys, "argv", [*evaluate_only[:2], str(tmp_path / "empty"), *evaluate_only[3:]])
+    with pytest.raises(SystemExit, match="without --do_train there is no model to evaluate"):
+        run_translation.main()
+
+
+def test_a_missing_split_stops_the_script_before_training(tmp_path, monkeypatch):
+    line = json.dumps({"translation": {"de": "eins zwei", "en": "one two"}})
+    (tmp_path / "train.jsonl").write_text((line + "\n") * 8)
+    with pytest.raises(SystemExit, match="--do_eval needs a validation split"):
+        run_script(monkeypatch, tmp_path / "out", "--train_file", str(tmp_path / "train.jsonl"))
+    assert not (tmp_path / "out").exists()
+
+
 def test_json_lines_route(tmp_path, monkeypatch):
     rng = random.Random(1)
     for split, size in (("train", 64), ("valid", 8)):

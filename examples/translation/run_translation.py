@@ -71,8 +71,8 @@ class ModelArguments:
 
 @dataclass
 class DataTrainingArguments:
-    source_lang: str = field(default="de", metadata={"help": "Source language id."})
-    target_lang: str = field(default="en", metadata={"help": "Target language id."})
+    source_lang: str = field(default="de", metadata={"help": "Source language id (a code such as de_DE: its 'de')."})
+    target_lang: str = field(default="en", metadata={"help": "Target language id (a code such as en_XX: its 'en')."})
     text_dir: str | None = field(default=None, metadata={"help": "Folder of line-aligned {split}.{lang} files."})
     train_split: str = field(default="train", metadata={"help": "Split names in --text_dir."})
     validation_split: str = field(default="valid", metadata={"help": "Validation split name in --text_dir."})
@@ -93,13 +93,23 @@ class DataTrainingArguments:
     def __post_init__(self) -> None:
         if self.text_dir is None and self.train_file is None and self.dataset_name is None:
             raise ValueError("give --text_dir, --train_file (JSON lines) or --dataset_name.")
-        if self.source_lang == self.target_lang:
-            raise ValueError(f"--source_lang and --target_lang are both {self.source_lang!r}.")
+        if self.source_key == self.target_key:
+            raise ValueError(f"--source_lang and --target_lang are both {self.source_key!r}.")
+
+    @property
+    def source_key(self) -> str:
+        """The source language's name in the data: ``de`` for ``de`` or an mBART-style code ``de_DE``."""
+        return self.source_lang.split("_")[0]
+
+    @property
+    def target_key(self) -> str:
+        """The target language's name in the data (``en`` for ``en_XX``)."""
+        return self.target_lang.split("_")[0]
 
 
 def load_pairs(data_args: DataTrainingArguments, cache_dir: str | None) -> dict[str, list[dict]]:
     """``{"train": [...], "validation": [...], "test": [...]}``, each a list of ``{lang: text}``."""
-    source, target = data_args.source_lang, data_args.target_lang
+    source, target = data_args.source_key, data_args.target_key
     if data_args.text_dir is not None:
         splits = {
             "train": data_args.train_split,
@@ -123,7 +133,7 @@ def load_pairs(data_args: DataTrainingArguments, cache_dir: str | None) -> dict[
 
 def build_from_scratch(model_args: ModelArguments, pairs: list[dict], data_args: DataTrainingArguments):
     """A joint tokenizer learned from the training pairs and a Marian-style Transformer sized by flags."""
-    texts = [p[data_args.source_lang] for p in pairs] + [p[data_args.target_lang] for p in pairs]
+    texts = [p[data_args.source_key] for p in pairs] + [p[data_args.target_key] for p in pairs]
     tokenizer = train_tokenizer(texts, model_args.vocab_size)
     config = MarianConfig(
         vocab_size=len(tokenizer),
@@ -143,6 +153,19 @@ def build_from_scratch(model_args: ModelArguments, pairs: list[dict], data_args:
         scale_embedding=True,
     )
     return tokenizer, MarianMTModel(config)
+
+
+def encode(tokenizer, pairs: list[dict], data_args: DataTrainingArguments) -> list[dict]:
+    """Token ids of sources and targets, each truncated at its own maximum length (the tokenizer's truncation
+    keeps the end-of-sentence token)."""
+    sources = [data_args.source_prefix + p[data_args.source_key] for p in pairs]
+    targets = [p[data_args.target_key] for p in pairs]
+    encoded = tokenizer(sources, max_length=data_args.max_source_length, truncation=True)
+    labels = tokenizer(text_target=targets, max_length=data_args.max_target_length, truncation=True)["input_ids"]
+    return [
+        {"input_ids": i, "attention_mask": m, "labels": y}
+        for i, m, y in zip(encoded["input_ids"], encoded["attention_mask"], labels, strict=True)
+    ]
 
 
 def main() -> dict[str, float]:
@@ -166,6 +189,9 @@ def main() -> dict[str, float]:
         pairs = load_pairs(data_args, model_args.cache_dir)
     except TranslationDataError as error:
         raise SystemExit(f"run_translation.py: {error}") from None
+    for name, flag in (("train", "--do_train"), ("validation", "--do_eval"), ("test", "--do_predict")):
+        if getattr(training_args, flag[2:]) and name not in pairs:
+            raise SystemExit(f"run_translation.py: {flag} needs a {name} split; the data has {sorted(pairs)}.")
     for name, limit in (
         ("train", data_args.max_train_samples),
         ("validation", data_args.max_eval_samples),
@@ -180,21 +206,21 @@ def main() -> dict[str, float]:
     elif last_checkpoint is not None:
         tokenizer = AutoTokenizer.from_pretrained(last_checkpoint)
         model = AutoModelForSeq2SeqLM.from_pretrained(last_checkpoint)
-    else:
+    elif training_args.do_train:
         tokenizer, model = build_from_scratch(model_args, pairs["train"], data_args)
+    elif (Path(training_args.output_dir) / "config.json").exists():  # evaluate the pair a training run saved
+        tokenizer = AutoTokenizer.from_pretrained(training_args.output_dir)
+        model = AutoModelForSeq2SeqLM.from_pretrained(training_args.output_dir)
+    else:
+        raise SystemExit(
+            "run_translation.py: without --do_train there is no model to evaluate: give --model_name_or_path, or "
+            "the --output_dir of a training run."
+        )
+    if hasattr(tokenizer, "src_lang"):  # multilingual tokenizers (mBART, M2M100) take the full codes
+        tokenizer.src_lang, tokenizer.tgt_lang = data_args.source_lang, data_args.target_lang
     logger.info(f"model: {sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters")
 
-    def encode(batch: list[dict]) -> list[dict]:
-        sources = [data_args.source_prefix + p[data_args.source_lang] for p in batch]
-        targets = [p[data_args.target_lang] for p in batch]
-        encoded = tokenizer(sources, text_target=targets, max_length=data_args.max_source_length, truncation=True)
-        labels = [ids[: data_args.max_target_length] for ids in encoded["labels"]]
-        return [
-            {"input_ids": i, "attention_mask": m, "labels": y}
-            for i, m, y in zip(encoded["input_ids"], encoded["attention_mask"], labels, strict=True)
-        ]
-
-    datasets = {name: encode(split) for name, split in pairs.items()}
+    datasets = {name: encode(tokenizer, split, data_args) for name, split in pairs.items()}
     generation_beams = data_args.num_beams or training_args.generation_num_beams or 1
     training_args.generation_num_beams = generation_beams
     training_args.generation_max_length = training_args.generation_max_length or data_args.max_target_length
@@ -234,20 +260,20 @@ def main() -> dict[str, float]:
         trainer.save_metrics("eval", metrics)
         summary.update(metrics)
     if training_args.do_predict:
-        if "test" not in datasets:
-            raise SystemExit("run_translation.py: --do_predict needs a test split.")
         output = trainer.predict(datasets["test"], metric_key_prefix="predict")
-        tokens = np.where(output.predictions != -100, output.predictions, tokenizer.pad_token_id)
-        hypotheses = [t.strip() for t in tokenizer.batch_decode(tokens, skip_special_tokens=True)]
-        references = [p[data_args.target_lang] for p in pairs["test"]]
-        score, signature, source = corpus_bleu(hypotheses, references)
-        metrics = {**output.metrics, "predict_bleu": score}
+        metrics = dict(output.metrics)
+        if training_args.predict_with_generate:  # translations, scored against the raw references
+            tokens = np.where(output.predictions != -100, output.predictions, tokenizer.pad_token_id)
+            hypotheses = [t.strip() for t in tokenizer.batch_decode(tokens, skip_special_tokens=True)]
+            references = [p[data_args.target_key] for p in pairs["test"]]
+            score, signature, source = corpus_bleu(hypotheses, references)
+            metrics["predict_bleu"] = score
+            if trainer.is_world_process_zero():
+                Path(training_args.output_dir, "generated_predictions.txt").write_text("\n".join(hypotheses) + "\n")
+                print(f"test BLEU {score:.2f} against the raw references ({source}; {signature})")
         trainer.log_metrics("predict", metrics)
         trainer.save_metrics("predict", metrics)
         summary.update(metrics)
-        if trainer.is_world_process_zero():
-            Path(training_args.output_dir, "generated_predictions.txt").write_text("\n".join(hypotheses) + "\n")
-            print(f"test BLEU {score:.2f} against the raw references ({source}; {signature})")
     if trainer.is_world_process_zero() and training_args.do_train:
         summary.update(report(trainer, training_args, summary, train_seconds, model))
     return summary
