@@ -2,6 +2,7 @@ import json
 import random
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -206,11 +207,45 @@ def test_last_checkpoint_is_resumed(tmp_path, monkeypatch, model_dir):
         (["--glue_dir", "x"], "--glue_dir needs --task_name"),
         (["--train_file", "a.txt", "--validation_file", "b.txt"], "must be .csv, .json or .jsonl"),
         (["--train_file", "a.csv"], "give both --train_file and --validation_file"),
+        (
+            ["--task_name", "cola", "--train_file", "a.csv", "--validation_file", "b.csv"],
+            "--task_name with --train_file",
+        ),
     ],
 )
 def test_bad_arguments_are_refused(tmp_path, monkeypatch, arguments, message):
     with pytest.raises(ValueError, match=message.replace(".", r"\.").replace("(", r"\(")):
         run_script(monkeypatch, tmp_path, *arguments)
+
+
+def test_do_predict_is_refused_before_anything_runs(tmp_path, monkeypatch):
+    with pytest.raises(SystemExit, match=r"--do_predict \(predictions for the unlabeled test split\) is not supported"):
+        run_script(monkeypatch, tmp_path / "out", "--do_predict")
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_result_row_takes_the_final_evaluation_of_each_split(tmp_path):
+    """MNLI: the Trainer logs both evaluations without the _mm suffix; the row takes the matched accuracy."""
+    matched, mismatched = {"eval_accuracy": 0.84, "eval_loss": 0.5}, {"eval_accuracy": 0.79, "eval_loss": 0.6}
+    trainer = SimpleNamespace(
+        state=SimpleNamespace(log_history=[matched, mismatched], global_step=10),
+        optimizer=SimpleNamespace(param_groups=[{"lr": 0.0}]),
+    )
+    args = SimpleNamespace(output_dir=str(tmp_path), lr_scheduler_type="linear")
+    final = {**matched, **{f"{k}_mm": v for k, v in mismatched.items()}}
+    row = run_glue.report(trainer, args, "mnli", "mnli", final, seconds=1.0)
+    assert row["eval_accuracy"] == 0.84 and json.loads((tmp_path / "results.json").read_text())["eval_accuracy"] == 0.84
+
+
+def test_a_history_left_by_an_earlier_autodrop_run_is_not_this_runs(tmp_path):
+    from summary import summarize_run
+
+    record = {"step": 4, "angle": 30.0, "noise_floor": 25.8, "statistic": 0.0, "smoothed": None, "lr": 0.0,
+              "lr_scale": 0.5, "dropped": True}  # fmt: skip
+    (tmp_path / "autodrop_history.jsonl").write_text(json.dumps(record) + "\n")
+    assert summarize_run(tmp_path, {"schedule": "linear"}, autodrop_ran=False)["drops"] == 0
+    assert not (tmp_path / "autodrop.png").exists()
+    assert summarize_run(tmp_path, {"schedule": "autodrop"}, autodrop_ran=True)["drops"] == 1
 
 
 def test_missing_file_stops_with_its_name(tmp_path, monkeypatch, model_dir):

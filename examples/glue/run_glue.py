@@ -43,7 +43,7 @@ from transformers import (
 from transformers.trainer_utils import get_last_checkpoint
 
 from autodrop_hf import AutoDropTrainer, AutoDropTrainingArguments
-from autodrop_hf.hf.training_args import scheduler_name
+from autodrop_hf.hf.training_args import scheduler_name, uses_autodrop
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # examples/summary.py, shared by the examples
 from summary import summarize_run
@@ -105,6 +105,11 @@ class DataTrainingArguments:
                 raise ValueError(f"{path}: --train_file/--validation_file must be .csv, .json or .jsonl.")
         if (self.train_file is None) != (self.validation_file is None):
             raise ValueError("give both --train_file and --validation_file, or neither.")
+        if self.train_file is not None and self.task_name is not None:
+            raise ValueError(
+                "--task_name with --train_file: a task's labels and metrics are for its own data; for GLUE files "
+                "on disk give --glue_dir DIR --task_name TASK, for your own files leave --task_name out."
+            )
 
 
 def resolve_model(name: str) -> str:
@@ -181,6 +186,11 @@ def main() -> dict[str, float]:
         datefmt="%m/%d/%Y %H:%M:%S",
         handlers=[logging.StreamHandler(sys.stdout)],
     )
+    if training_args.do_predict:
+        raise SystemExit(
+            "run_glue.py: --do_predict (predictions for the unlabeled test split) is not supported by this example; "
+            "--do_eval scores the validation split."
+        )
     log_level = training_args.get_process_log_level()
     logger.setLevel(log_level)
     transformers.utils.logging.set_verbosity(log_level)
@@ -328,14 +338,16 @@ def main() -> dict[str, float]:
         summary.update(combined)
 
     if training_args.do_train and trainer.is_world_process_zero():
-        summary.update(report(trainer, training_args, task_name, metric_task, time.perf_counter() - start))
+        seconds = time.perf_counter() - start
+        summary.update(report(trainer, training_args, task_name, metric_task, summary, seconds))
     return summary
 
 
-def report(trainer, training_args, task_name, metric_task, seconds: float) -> dict[str, float]:
-    """The result row of the run: task, schedule, the task's metrics, drops, final LR, steps, time."""
+def report(trainer, training_args, task_name, metric_task, final_eval: dict, seconds: float) -> dict[str, float]:
+    """The result row of the run: task, schedule, the task's metrics (of the final evaluation, else of the
+    last one during training), drops, final LR, steps, time."""
     eval_metrics = {}
-    for entry in trainer.state.log_history:
+    for entry in [*trainer.state.log_history, final_eval]:  # the final evaluation's keys say which split
         eval_metrics.update(
             {k: v for k, v in entry.items() if k.startswith("eval_") and not k.endswith(("runtime", "per_second"))}
         )
@@ -350,7 +362,7 @@ def report(trainer, training_args, task_name, metric_task, seconds: float) -> di
         "optimizer_steps": trainer.state.global_step,
         "seconds": round(seconds, 1),
     }
-    return summarize_run(training_args.output_dir, row)
+    return summarize_run(training_args.output_dir, row, autodrop_ran=uses_autodrop(training_args))
 
 
 if __name__ == "__main__":

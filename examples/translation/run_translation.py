@@ -46,7 +46,7 @@ from translation_data import (
 )
 
 from autodrop_hf import AutoDropSeq2SeqTrainer, AutoDropSeq2SeqTrainingArguments
-from autodrop_hf.hf.training_args import scheduler_name
+from autodrop_hf.hf.training_args import scheduler_name, uses_autodrop
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # examples/summary.py, shared by the examples
 from summary import summarize_run
@@ -290,7 +290,7 @@ def report(trainer, training_args, metrics: dict, seconds: float, model) -> dict
         "parameters_millions": round(sum(p.numel() for p in model.parameters()) / 1e6, 2),
         "train_seconds": round(seconds, 1),
     }
-    return summarize_run(training_args.output_dir, row)
+    return summarize_run(training_args.output_dir, row, autodrop_ran=uses_autodrop(training_args))
 
 
 if __name__ == "__main__":
