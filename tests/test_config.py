@@ -48,12 +48,29 @@ def test_out_of_range_values_name_the_argument_and_range(name, value, message):
     assert message in str(error.value)
 
 
+def test_a_setting_of_the_test_not_in_use_is_refused():
+    unread = (
+        r"threshold=0\.5 is read only by the paper's test \(preset 'paper'\), and this config uses saturation_test="
+    )
+    with pytest.raises(ValueError, match=unread + "'noise_floor'"):
+        AutoDropConfig(threshold=0.5)
+    with pytest.raises(ValueError, match=r"drift_z=1\.0 is read only by the noise-floor test"):
+        AutoDropConfig.paper(drift_z=1.0)
+    assert AutoDropConfig.paper(threshold=0.5).threshold == 0.5 and AutoDropConfig(drift_z=1.0).drift_z == 1.0
+
+
+def test_a_sample_fraction_too_small_to_invert_is_refused():
+    with pytest.raises(ValueError, match=r"sample_fraction must satisfy 1e-9 <= sample_fraction <= 1, got 1e-310"):
+        AutoDropConfig(sample_fraction=1e-310)
+    assert AutoDropConfig(sample_fraction=1e-9).sample_stride == 10**9
+
+
 def test_numpy_scalars_and_0d_tensors_are_numbers():
-    config = AutoDropConfig(drop_factor=np.float32(0.5), buffer_size=np.int64(5), threshold=torch.tensor(0.2))
+    config = AutoDropConfig.paper(drop_factor=np.float32(0.5), buffer_size=np.int64(5), threshold=torch.tensor(0.2))
     assert (config.drop_factor, config.buffer_size, config.threshold) == (0.5, 5, pytest.approx(0.2))
     assert type(config.drop_factor) is float and type(config.buffer_size) is int
     with pytest.raises(ValueError, match=r"threshold must be a number with threshold > 0 \(degrees\), got tensor"):
-        AutoDropConfig(threshold=torch.tensor([0.2, 0.3]))
+        AutoDropConfig.paper(threshold=torch.tensor([0.2, 0.3]))
 
 
 def test_min_lr_per_group():

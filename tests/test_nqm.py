@@ -30,6 +30,7 @@ def test_simulation_supports_the_supplement_not_the_main_text():
 
 
 def test_autodrop_beats_every_fixed_learning_rate_at_equal_steps():
+    assert nqm.section3_config().saturation_test == "smoothed_change"  # Section 3's rule: the smoothed angle
     x0 = torch.randn(200, generator=torch.Generator().manual_seed(0), dtype=torch.float64) * 10
     adaptive = nqm.run_autodrop(STEPS, x0, torch.Generator().manual_seed(1))
     assert adaptive.drops and adaptive.learning_rates[0] == 0.06

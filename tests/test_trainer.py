@@ -137,10 +137,10 @@ def test_command_line_accepts_autodrop_and_every_hf_scheduler(tmp_path):
             "--lr_scheduler_type",
             "autodrop",
             "--lr_scheduler_kwargs",
-            '{"threshold": 0.2, "window_size": 8}',
+            '{"preset": "paper", "threshold": 0.2, "window_size": 8}',
         ]
     )
-    assert args.autodrop_config() == AutoDropConfig(window_size=8, threshold=0.2)
+    assert args.autodrop_config() == AutoDropConfig.paper(window_size=8, threshold=0.2)
     from transformers.trainer_utils import SchedulerType
 
     for name in SchedulerType:

@@ -111,7 +111,9 @@ class AutoDropConfig:
         object.__setattr__(self, "threshold", threshold)
         drift_z = _real("drift_z", self.drift_z, "drift_z >= 0 (standard errors)", lambda v: v >= 0)
         object.__setattr__(self, "drift_z", drift_z)
-        fraction = _real("sample_fraction", self.sample_fraction, "0 < sample_fraction <= 1", lambda v: 0 < v <= 1)
+        fraction = _real(
+            "sample_fraction", self.sample_fraction, "1e-9 <= sample_fraction <= 1", lambda v: 1e-9 <= v <= 1
+        )
         object.__setattr__(self, "sample_fraction", fraction)
         if isinstance(self.min_lr, list | tuple):
             if not self.min_lr:
@@ -120,6 +122,19 @@ class AutoDropConfig:
             object.__setattr__(self, "min_lr", floors)
         else:
             object.__setattr__(self, "min_lr", _real("min_lr", self.min_lr, "min_lr >= 0", lambda v: v >= 0))
+        self._refuse_the_other_tests_setting()
+
+    def _refuse_the_other_tests_setting(self) -> None:
+        """``threshold`` is read by the paper's test only and ``drift_z`` by the noise-floor test only: a value
+        set for the test not in use would be ignored without a word."""
+        defaults = {f.name: f.default for f in fields(self)}
+        unread = "drift_z" if self.saturation_test == "smoothed_change" else "threshold"
+        if getattr(self, unread) != defaults[unread]:
+            reader = "the noise-floor test" if unread == "drift_z" else "the paper's test (preset 'paper')"
+            raise ValueError(
+                f"{unread}={getattr(self, unread)} is read only by {reader}, and this config uses "
+                f"saturation_test={self.saturation_test!r}: leave {unread} out, or change the test."
+            )
 
     @classmethod
     def paper(cls, **overrides: Any) -> AutoDropConfig:

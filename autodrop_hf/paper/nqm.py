@@ -73,7 +73,7 @@ def _angle(u: torch.Tensor, v: torch.Tensor) -> float:
 def section3_config() -> AutoDropConfig:
     """Section 3's rule in library terms: per-iteration angles (``window_size=1``), smoothed over 20
     iterations, halve the LR when the smoothed value changes by less than 0.01°, floor 0.001."""
-    return AutoDropConfig(window_size=1, buffer_size=20, threshold=0.01, drop_factor=0.5, min_lr=0.001)
+    return AutoDropConfig.paper(window_size=1, buffer_size=20, threshold=0.01, drop_factor=0.5, min_lr=0.001)
 
 
 def run_autodrop(
