@@ -265,21 +265,41 @@ def test_fsdp1_flat_parameters_are_refused():
 def test_sampled_blocks_are_every_strideth_block_as_live_views(block):
     # element ids across the tensors: the sample must be exactly the blocks numbered offset, offset + 3, ...
     big, small = torch.arange(10 * block + 3, dtype=torch.float64), torch.arange(7.0, dtype=torch.float64) + 1e6
-    odd = (torch.arange(24.0, dtype=torch.float64) + 2e6).view(6, 4).t()  # not contiguous: one block
-    pieces = [big[s : s + block] for s in range(0, big.numel(), block)] + [
-        small[s : s + block] for s in range(0, 7, block)
-    ]
-    pieces.append(odd.reshape(-1))
+    in_memory = torch.arange(24.0, dtype=torch.float64) + 2e6
+    transposed = in_memory.view(6, 4).t()  # not contiguous, but dense: cut in the order of its memory
+    gapped = (torch.arange(48.0, dtype=torch.float64) + 3e6).view(6, 8)[:, ::2]  # gaps in memory: one block
+    pieces = [t[s : s + block] for t in (big, small, in_memory) for s in range(0, t.numel(), block)]
+    pieces.append(gapped.reshape(-1))
     expected = torch.cat(pieces[SAMPLE_SEED % 3 :: 3])
-    views = sampled_blocks([big, small, odd], stride=3, block=block)
+    views = sampled_blocks([big, small, transposed, gapped], stride=3, block=block)
     assert torch.equal(torch.cat([v.reshape(-1) for v in views]).sort().values, expected.sort().values)
     on_big = [v for v in views if v.untyped_storage().data_ptr() == big.untyped_storage().data_ptr()]
     assert len(on_big) <= 2 and on_big[0].shape == (4, block)  # a tensor's full blocks: one view (+ its tail)
     views[0].fill_(-1.0)
     assert (big == -1).sum() == views[0].numel()  # live: what the optimizer writes, the meter reads
     assert sampled_blocks([big, small], stride=1) == [big, small]
-    again = sampled_blocks([big, small, odd], stride=3, block=block)
+    again = sampled_blocks([big, small, transposed, gapped], stride=3, block=block)
     assert [(v.data_ptr(), v.shape, v.stride()) for v in again] == [(v.data_ptr(), v.shape, v.stride()) for v in views]
+
+
+def test_a_channels_last_model_is_sampled_like_a_contiguous_one():
+    """Cut in the order of its memory, a channels_last tensor gives the angles of the same elements laid out
+    contiguously (it used to be watched whole, or not at all)."""
+    generator = torch.Generator().manual_seed(0)
+    in_memory = [torch.randn(64, 3, 3, 32, generator=generator, dtype=torch.float64) for _ in range(4)]
+    channels_last = [q.clone().permute(0, 3, 1, 2) for q in in_memory]  # shape (64, 32, 3, 3)
+    assert all(p.is_contiguous(memory_format=torch.channels_last) and not p.is_contiguous() for p in channels_last)
+    meters = [WindowedAngularVelocity(t, 1, sample_stride=100, sample_block=8) for t in (channels_last, in_memory)]
+    assert meters[0].num_parameters == meters[1].num_parameters == pytest.approx(4 * 64 * 32 * 9 / 100, rel=0.02)
+    angles = ([], [])
+    for _ in range(5):
+        for p, q in zip(channels_last, in_memory, strict=True):
+            step = torch.randn(q.shape, generator=generator, dtype=torch.float64)
+            q.add_(step)
+            p.add_(step.permute(0, 3, 1, 2))
+        for meter, record in zip(meters, angles, strict=True):
+            record.append(meter.observe())
+    assert angles[0] == angles[1] and angles[0][-1] is not None
 
 
 def test_the_block_shrinks_while_the_sample_would_hold_too_few_blocks():

@@ -156,6 +156,14 @@ def sample_block_size(num_elements: int, stride: int) -> int:
     return block
 
 
+def _in_memory_order(tensor: Tensor) -> Tensor | None:
+    """A flat live view of ``tensor``'s elements in the order they lie in memory, or ``None`` when they do
+    not fill their memory without gaps."""
+    order = sorted(range(tensor.dim()), key=tensor.stride, reverse=True)
+    permuted = tensor.permute(order)
+    return permuted.view(-1) if permuted.is_contiguous() else None
+
+
 def sampled_blocks(tensors: Sequence[Tensor], stride: int, block: int = SAMPLE_BLOCK) -> list[Tensor]:
     """Every ``stride``-th block of ``block`` contiguous elements of ``tensors`` (in order, each tensor cut
     into blocks, its last one partial), as live views; ``stride == 1``: the tensors themselves.
@@ -165,19 +173,20 @@ def sampled_blocks(tensors: Sequence[Tensor], stride: int, block: int = SAMPLE_B
     per tensor whatever the block size. The offset of the first block is fixed by :data:`SAMPLE_SEED`, so
     every process and every resume picks the same blocks of the same tensors. Each element is in the sample
     with probability ``1/stride``: the three sums of a window are estimated up to that common factor, which
-    cancels in the cosine. A tensor that is not contiguous is one block.
+    cancels in the cosine. A tensor is cut in the order of its memory (a ``channels_last`` or transposed
+    tensor too); one whose elements leave gaps in memory (a strided slice) is one block.
     """
     if stride == 1:
         return list(tensors)
     offset = SAMPLE_SEED % stride
     views, index = [], 0  # index: the number of the tensor's first block among all blocks
     for tensor in tensors:
-        if not tensor.is_contiguous():
+        flat = _in_memory_order(tensor)
+        if flat is None:
             if index % stride == offset:
                 views.append(tensor)
             index += 1
             continue
-        flat = tensor.view(-1)
         full = flat.numel() // block
         rows = flat[: full * block].view(full, block)[(offset - index) % stride :: stride]
         if rows.numel():
@@ -312,7 +321,7 @@ class WindowedAngularVelocity:
     @property
     def num_blocks(self) -> int:
         """Number of tensors watched (on this process), or in the memory-light mode of sampled blocks
-        (a tensor that is not contiguous counts as its elements over the block size, rounded up)."""
+        (a tensor with gaps in memory, sampled whole, counts as its elements over the block size, rounded up)."""
         return sum(b.num_blocks for b in self.buffers)
 
     def with_block(self, sample_block: int) -> WindowedAngularVelocity:
