@@ -7,6 +7,7 @@ import torch
 from reference import drop_indices, window_angles
 
 from autodrop_hf import AutoDrop, AutoDropConfig, AutoDropLR
+from autodrop_hf.core.noise_floor import heavy_ball_noise_floor
 from autodrop_hf.core.reference import ReferenceAutoDrop
 
 
@@ -238,6 +239,23 @@ def test_min_lr_needs_a_peak_learning_rate():
     with pytest.raises(ValueError, match=r"min_lr=0\.001 needs the peak learning rate"):
         AutoDrop(params, config)
     assert AutoDrop(params, config, base_lr=1e-2).floors == [pytest.approx(0.1)]
+
+
+def test_the_noise_floor_follows_the_momentum_a_scheduler_moves():
+    params = [torch.nn.Parameter(torch.zeros(50))]
+    optimizer = torch.optim.AdamW(params, lr=1e-3)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=1e-3, total_steps=400)  # β1: 0.95 -> 0.85
+    autodrop = AutoDrop(params, AutoDropConfig(window_size=4), scheduler, num_training_steps=400)
+    assert autodrop.noise_floor == pytest.approx(heavy_ball_noise_floor(4, 0.95))
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(200):
+        params[0].grad = torch.randn(50, generator=generator)
+        optimizer.step()
+        scheduler.step()
+        autodrop.step()
+    beta = optimizer.param_groups[0]["betas"][0]
+    assert beta < 0.87 and autodrop.noise_floor == pytest.approx(heavy_ball_noise_floor(4, beta))
+    assert autodrop.test.noise_floor == autodrop.noise_floor == autodrop.last_record["noise_floor"]
 
 
 def test_base_lr_gives_one_value_per_parameter_group():

@@ -73,6 +73,23 @@ def test_real_optimizers_on_pure_noise_sit_at_the_floor(make, window):
     assert abs(angles.mean() - floor) < max(4 * standard_error, 0.15), (angles.mean(), floor)
 
 
+def test_nadam_on_pure_noise_sits_at_the_floor_of_its_momentum_at_that_step():
+    """NAdam's momentum grows with its step count (0.52 at step 1,000 for β1 = 0.9): the floor of the
+    limit β1 (48.9° at k = 1) would be far below what it measures; the floor read at the step is not."""
+    x = torch.nn.Parameter(torch.zeros(4000, dtype=torch.float64))
+    optimizer = torch.optim.NAdam([x], lr=1e-3)
+    generator = torch.Generator().manual_seed(0)
+    trajectory = []
+    for _ in range(1200):
+        x.grad = torch.randn(x.shape, generator=generator, dtype=torch.float64)
+        optimizer.step()
+        trajectory.append(x.detach().clone())
+    s = torch.stack(trajectory[1000:]).diff(dim=0)
+    angles = np.degrees(np.arccos(((s[1:] * s[:-1]).sum(1) / (s[1:].norm(dim=1) * s[:-1].norm(dim=1))).numpy()))
+    floor = noise_floor(1, momentum_filter(optimizer))
+    assert abs(angles.mean() - floor) < 0.5 and floor - noise_floor(1, MomentumFilter(0.9, 0.19, 0.09)) > 20
+
+
 def test_momentum_is_read_from_the_optimizer():
     params = [torch.nn.Parameter(torch.zeros(2))]
     assert momentum_filter(torch.optim.AdamW(params, betas=(0.85, 0.999))).beta == 0.85
@@ -80,8 +97,13 @@ def test_momentum_is_read_from_the_optimizer():
     nesterov = momentum_filter(torch.optim.SGD(params, lr=0.1, momentum=0.9, nesterov=True))
     assert (nesterov.beta, nesterov.lead, nesterov.tail) == (0.9, pytest.approx(1.9), pytest.approx(0.9))
     assert momentum_filter(torch.optim.Adagrad(params)).beta == 0.0
-    nadam = momentum_filter(torch.optim.NAdam(params, betas=(0.9, 0.999)))
-    assert (nadam.lead, nadam.tail) == (pytest.approx(0.19), pytest.approx(0.09))
+    nadam = torch.optim.NAdam(params, betas=(0.9, 0.999))
+    mu = 0.9 * (1 - 0.5 * 0.96 ** (0.004 * np.arange(3)))  # PyTorch's μ_t: 0.45 at the start
+    at_start = momentum_filter(nadam)
+    assert (at_start.lead, at_start.tail) == (pytest.approx(1 - mu[0] + mu[1] * 0.1), pytest.approx(mu[1] * 0.1))
+    nadam.state[params[0]]["step"] = torch.tensor(10.0**6)  # at its limit μ = β1: h_0 = 1 - β1², h_j = β1(1 - β1)β1^j
+    at_the_limit = momentum_filter(nadam)
+    assert (at_the_limit.lead, at_the_limit.tail) == (pytest.approx(0.19), pytest.approx(0.09))
 
     from transformers.optimization import Adafactor
 

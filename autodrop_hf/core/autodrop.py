@@ -103,6 +103,7 @@ class AutoDrop:
         self.num_training_steps = _optional_count("num_training_steps", num_training_steps, minimum=1)
         self.num_warmup_steps = _optional_count("num_warmup_steps", num_warmup_steps, minimum=0)
         self.window_size = self.config.resolve_window_size(self.num_training_steps)
+        self._momentum_of_the_optimizer = momentum is None  # re-read at each window end
         self.momentum = self._momentum(momentum)
         self.noise_floor = None if self.momentum is None else noise_floor(self.window_size, self.momentum)
         self.floors = self._floors(base_lr)
@@ -140,6 +141,18 @@ class AutoDrop:
                 "momentum= (Adam's β1, SGD's momentum, 0 for plain SGD)."
             )
         return None
+
+    def _follow_the_momentum(self) -> None:
+        """Re-read the optimizer's momentum at a window end, so that ψ is the floor of the momentum in use: a
+        scheduler may move it (``OneCycleLR``, ``CyclicLR``), and NAdam's grows with its step count."""
+        optimizer = getattr(unwrap_scheduler(self.scheduler), "optimizer", None)
+        if not self._momentum_of_the_optimizer or optimizer is None:
+            return
+        momentum = momentum_filter(optimizer, warn_unknown=False)
+        if momentum != self.momentum:
+            self.momentum, self.noise_floor = momentum, noise_floor(self.window_size, momentum)
+            if isinstance(self.test, NoiseFloorTest):
+                self.test.noise_floor = self.noise_floor
 
     def _optimizer_groups(self) -> list[dict[str, Any]] | None:
         optimizer = getattr(unwrap_scheduler(self.scheduler), "optimizer", None)
@@ -235,6 +248,7 @@ class AutoDrop:
         angle = self.angular_velocity.observe()
         if self.angular_velocity.steps_in_window != 0:
             return False
+        self._follow_the_momentum()
         result = SaturationResult()
         if angle is not None:
             self.angles.append((self.num_steps, angle))

@@ -116,18 +116,26 @@ def noise_floor(window_size: int, momentum: MomentumFilter) -> float:
 _ADAM_LIKE = ("Adam", "AdamW", "Adamax", "RAdam", "SparseAdam", "Adafactor")
 
 
-def momentum_filter(optimizer: Any) -> MomentumFilter:
-    """The momentum filter of an optimizer, read from its first parameter group.
+def _nadam_momentum(beta: float, step: int, momentum_decay: float) -> float:
+    """NAdam's momentum at ``step`` (PyTorch's schedule): ``β1·(1 - 0.5·0.96^(step·momentum_decay))``, which
+    reaches β1 only after tens of thousands of steps (0.52 at step 1,000 for β1 = 0.9 and the default decay)."""
+    return beta * (1 - 0.5 * 0.96 ** (step * momentum_decay))
+
+
+def momentum_filter(optimizer: Any, warn_unknown: bool = True) -> MomentumFilter:
+    """The momentum filter of an optimizer, read from its first parameter group, as it stands now (a
+    scheduler may move the momentum: ``OneCycleLR``, ``CyclicLR``; NAdam's grows with its step count).
 
     - ``torch.optim.SGD``: heavy ball with ``momentum`` (dampening only scales the update); Nesterov
       ``h_0 = 1 + μ(1 - dampening)``, ``h_j = μ^{j+1}(1 - dampening)``; no momentum: 0.
     - Adam, AdamW, Adamax, RAdam, SparseAdam (``betas[0]``), Transformers' Adafactor (``beta1``, none by
       default): heavy ball with β1.
-    - NAdam: Nesterov with β1 (``h_0 = 1 - β1²``, ``h_j = β1(1 - β1)·β1^j``).
+    - NAdam: Nesterov with its momentum ``μ_t`` at the current step ``t`` (``h_0 = 1 - μ_t + μ_{t+1}(1 - β1)``,
+      ``h_j = μ_{t+1}(1 - β1)·β1^j``; at the limit ``μ = β1``: ``h_0 = 1 - β1²``).
     - RMSprop: heavy ball with its ``momentum``. Adagrad, Adadelta, Rprop, ASGD, LBFGS: none.
     - Any other optimizer: ``betas[0]`` if its groups have ``betas``, else ``momentum`` if they have it,
-      with a warning saying so; with neither, no momentum and a warning. Pass ``momentum=`` to
-      :class:`~autodrop_hf.AutoDrop` to say what your optimizer does.
+      with a warning saying so (unless ``warn_unknown`` is false); with neither, no momentum and a warning.
+      Pass ``momentum=`` to :class:`~autodrop_hf.AutoDrop` to say what your optimizer does.
     """
     optimizer = getattr(optimizer, "optimizer", optimizer)  # Accelerate's AcceleratedOptimizer
     name = type(optimizer).__name__
@@ -139,8 +147,12 @@ def momentum_filter(optimizer: Any) -> MomentumFilter:
             return MomentumFilter(beta=mu, lead=1 + mu * (1 - dampening), tail=mu * (1 - dampening), source=source)
         return MomentumFilter.heavy_ball(mu, f"{source} momentum")
     if name == "NAdam":
-        beta = float(group["betas"][0])
-        return MomentumFilter(beta=beta, lead=1 - beta * beta, tail=beta * (1 - beta), source=f"{source} betas[0]")
+        beta, decay = float(group["betas"][0]), float(group.get("momentum_decay", 4e-3))
+        state = optimizer.state.get(group["params"][0], {})
+        step = int(state["step"]) if "step" in state else 0
+        mu, mu_next = _nadam_momentum(beta, step, decay), _nadam_momentum(beta, step + 1, decay)
+        lead, tail = 1 - mu + mu_next * (1 - beta), mu_next * (1 - beta)
+        return MomentumFilter(beta=beta, lead=lead, tail=tail, source=f"{source} betas[0], step {step}")
     if name in _ADAM_LIKE:
         beta = group.get("beta1") if "betas" not in group else group["betas"][0]
         return MomentumFilter.heavy_ball(float(beta or 0.0), f"{source} betas[0]")
@@ -154,9 +166,10 @@ def momentum_filter(optimizer: Any) -> MomentumFilter:
         assumption = f"heavy-ball momentum {beta} (param_groups[0]['{key}']{'[0]' if key == 'betas' else ''})"
     else:
         beta, assumption = 0.0, "no momentum"
-    warn(
-        f"AutoDrop does not know how {name} filters gradient noise; it assumes {assumption} for the "
-        "angle's noise floor. Pass AutoDrop(..., momentum=β) if that is wrong.",
-        UserWarning,
-    )
+    if warn_unknown:
+        warn(
+            f"AutoDrop does not know how {name} filters gradient noise; it assumes {assumption} for the "
+            "angle's noise floor. Pass AutoDrop(..., momentum=β) if that is wrong.",
+            UserWarning,
+        )
     return MomentumFilter.heavy_ball(beta, f"{name}: assumed")
