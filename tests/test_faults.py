@@ -100,11 +100,19 @@ def _learning_rates(make, with_drops):
     return rates
 
 
+def _warmup_then_cyclic(optimizer):
+    """A warm-up before a schedule whose bases are its own (CyclicLR's base_lr, not the optimizer's lr)."""
+    warmup = torch_schedulers.LinearLR(optimizer, start_factor=0.1, total_iters=5)
+    cyclic = torch_schedulers.CyclicLR(optimizer, base_lr=[0.001, 0.0005], max_lr=[0.1, 0.05], step_size_up=6)
+    return torch_schedulers.SequentialLR(optimizer, [warmup, cyclic], milestones=[5])
+
+
 @pytest.mark.parametrize(
     "make",
-    [_torch(name) for name in TORCH_SCHEDULERS] + [_hugging_face(s.value) for s in SchedulerType],
-    ids=[*TORCH_SCHEDULERS, *(f"hf-{s.value}" for s in SchedulerType)],
-)
+    [_torch(name) for name in TORCH_SCHEDULERS] + [_hugging_face(s.value) for s in SchedulerType]
+    + [_warmup_then_cyclic],
+    ids=[*TORCH_SCHEDULERS, *(f"hf-{s.value}" for s in SchedulerType), "SequentialLR-warmup-CyclicLR"],
+)  # fmt: skip
 def test_a_drop_multiplies_every_scheduler_exactly(make):
     reference = _learning_rates(make, with_drops=False)
     dropped = _learning_rates(make, with_drops=True)

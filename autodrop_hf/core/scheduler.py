@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -94,8 +95,9 @@ def apply_lr_scales(scheduler: Any, old_scales: Sequence[float], new_scales: Seq
     :class:`AutoDropLR` (or anything with ``set_lr_scale``) is told the scales. Any other scheduler has its
     optimizer's current learning rates multiplied (what the chainable schedules of PyTorch and
     ``ReduceLROnPlateau`` compute from) and every value it computes learning rates from: ``base_lrs`` (set to
-    ``initial_lr · new_scale``: closed-form schedules such as ``LambdaLR``, which every Hugging Face schedule
-    but ``reduce_lr_on_plateau`` and ``greedy`` is), ``max_lrs`` (``CyclicLR``), the ``initial_lr``,
+    ``initial_lr · new_scale`` where they were ``initial_lr`` times the old scale: closed-form schedules such as
+    ``LambdaLR``, which every Hugging Face schedule but ``reduce_lr_on_plateau`` and ``greedy`` is; multiplied
+    where they are the scheduler's own, as ``CyclicLR``'s), ``max_lrs`` (``CyclicLR``), the ``initial_lr``,
     ``max_lr`` and ``min_lr`` of each group (``OneCycleLR``), the floors and ceilings of ``ReduceLROnPlateau``
     and ``GreedyLR``; ``SequentialLR`` and ``ChainedScheduler`` pass it to the schedulers they run. The
     scales are then recoverable from a ``base_lrs`` schedule's own state: ``base_lrs[i] / initial_lr``.
@@ -113,17 +115,30 @@ def apply_lr_scales(scheduler: Any, old_scales: Sequence[float], new_scales: Seq
             for key in ("initial_lr", "max_lr", "min_lr"):
                 group[key] = group[key] * factor
     for child in _children(scheduler):
-        _scale_values(child, groups, factors, new_scales, one_cycle)
+        _scale_values(child, groups, old_scales, new_scales, factors, one_cycle)
 
 
 def _scale_values(
-    scheduler: Any, groups: list[dict], factors: list[float], scales: Sequence[float], one_cycle: bool
+    scheduler: Any,
+    groups: list[dict],
+    old_scales: Sequence[float],
+    new_scales: Sequence[float],
+    factors: list[float],
+    one_cycle: bool,
 ) -> None:
-    """Scale what one scheduler computes learning rates from (not the optimizer's current values)."""
+    """Scale what one scheduler computes learning rates from (not the optimizer's current values). A base
+    that is the group's ``initial_lr`` times the old scale becomes ``initial_lr`` times the new one (no
+    rounding drift over many drops); any other base (``CyclicLR``'s own ``base_lr``) is multiplied."""
+
+    def scaled(group: dict, base: float, old: float, new: float, factor: float) -> float:
+        initial = group.get("initial_lr")
+        if initial is not None and not one_cycle and math.isclose(base, initial * old, rel_tol=1e-9):
+            return initial * new
+        return base * factor
+
     if hasattr(scheduler, "base_lrs"):
         scheduler.base_lrs = [
-            group["initial_lr"] * scale if "initial_lr" in group and not one_cycle else base * factor
-            for group, base, scale, factor in zip(groups, scheduler.base_lrs, scales, factors, strict=True)
+            scaled(*values) for values in zip(groups, scheduler.base_lrs, old_scales, new_scales, factors, strict=True)
         ]
     for name in ("max_lrs", "min_lrs", "_init_lrs"):  # CyclicLR; ReduceLROnPlateau, GreedyLR
         values = getattr(scheduler, name, None)
