@@ -258,6 +258,15 @@ def test_the_noise_floor_follows_the_momentum_a_scheduler_moves():
     assert autodrop.test.noise_floor == autodrop.noise_floor == autodrop.last_record["noise_floor"]
 
 
+def test_min_lr_is_a_fraction_of_the_peak_learning_rate_one_cycle_included():
+    params = [torch.nn.Parameter(torch.zeros(3))]
+    config = AutoDropConfig(min_lr=1e-5)
+    constant = AutoDropLR(torch.optim.SGD(params, lr=1e-3))
+    assert AutoDrop(params, config, constant).floors == [pytest.approx(0.01)]
+    one_cycle = torch.optim.lr_scheduler.OneCycleLR(torch.optim.AdamW(params, lr=1e-3), max_lr=1e-3, total_steps=100)
+    assert AutoDrop(params, config, one_cycle).floors == [pytest.approx(0.01)]  # not of max_lr / 25
+
+
 def test_base_lr_gives_one_value_per_parameter_group():
     params = [torch.nn.Parameter(torch.zeros(3))]
     scheduler = AutoDropLR(torch.optim.SGD(params, lr=0.1))

@@ -162,7 +162,8 @@ class AutoDrop:
         """``min_lr / peak_lr`` of each parameter group (capped at 1)."""
         groups = self._optimizer_groups()
         if base_lr is None:
-            peaks = None if groups is None else [float(g.get("initial_lr", g["lr"])) for g in groups]
+            # the peak: OneCycleLR's max_lr (its initial_lr is max_lr / div_factor), else the schedule's base
+            peaks = None if groups is None else [float(g.get("max_lr", g.get("initial_lr", g["lr"]))) for g in groups]
         elif isinstance(base_lr, numbers.Real) or not isinstance(base_lr, Sequence):
             peaks = [_number("base_lr", base_lr)] * (1 if groups is None else len(groups))
         else:
