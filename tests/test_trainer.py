@@ -340,7 +340,7 @@ def test_logs_reach_history_tensorboard_and_jsonl(tmp_path, monkeypatch):
     assert records[-1]["lr"] == trainer.optimizer.param_groups[0]["lr"]
 
 
-def test_plot_command_draws_a_real_run(tmp_path):
+def test_plot_command_draws_a_real_run(tmp_path, capsys):
     import matplotlib.pyplot as plt
 
     args = training_args(tmp_path, eval_strategy="steps", eval_steps=20)
@@ -358,6 +358,11 @@ def test_plot_command_draws_a_real_run(tmp_path):
     with pytest.raises(SystemExit) as exit_info:
         main(["plot", str(tmp_path / "nowhere")])
     assert exit_info.value.code == 2
+    history = tmp_path / HISTORY_FILE
+    history.write_text("not json\n" + history.read_text())
+    with pytest.raises(SystemExit) as exit_info:
+        main(["plot", str(tmp_path)])
+    assert exit_info.value.code == 2 and "line 1: not a JSON record" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("module", ["autodrop_hf", "autodrop_hf.tools.plot", "autodrop_hf.core.reference"])

@@ -60,7 +60,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
         try:
             print(plot_run(args.output_dir, args.output))
-        except FileNotFoundError as error:
+        except (FileNotFoundError, ValueError) as error:  # no history; a damaged line (named)
             parser.exit(2, f"autodrop-hf plot: {error}\n")
 
 
