@@ -12,6 +12,7 @@ import math
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -285,6 +286,12 @@ def test_a_deepspeed_scheduler_section_is_refused_and_zero3_partitions_are_watch
     check_deepspeed(Arguments(str(path)))
     with pytest.raises(ValueError, match=r"'scheduler' section.*remove that section"):
         check_deepspeed(Arguments({"scheduler": {"type": "WarmupLR"}, "zero_optimization": {"stage": 1}}))
+    launched = Arguments(None)  # accelerate launch --use_deepspeed --deepspeed_config_file: parsed by Accelerate
+    launched.deepspeed_plugin = SimpleNamespace(
+        hf_ds_config=SimpleNamespace(config={"scheduler": {"type": "WarmupLR"}})
+    )
+    with pytest.raises(ValueError, match=r"'scheduler' section"):
+        check_deepspeed(launched)
     placeholder = torch.nn.Parameter(torch.empty(0))
     placeholder.ds_tensor = torch.zeros(40)  # ZeRO-3: an empty parameter, this process's partition beside it
     placeholder.ds_numel = 80  # the whole parameter: two processes' partitions

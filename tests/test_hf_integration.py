@@ -86,6 +86,41 @@ def test_another_schedule_passes_hyperparameters_through_lr_scheduler_kwargs(tmp
     assert args.lr_scheduler_kwargs == {"min_lr": 1e-4}  # the schedule's own argument stays with the schedule
 
 
+@pytest.mark.parametrize("arguments", [TrainingArguments, AutoDropTrainingArguments])
+def test_keyword_schedules_keep_their_own_arguments(tmp_path, arguments):
+    """reduce_lr_on_plateau and greedy take **kwargs: a bare name their class takes stays theirs."""
+    for schedule, kwargs in (("reduce_lr_on_plateau", {"min_lr": 1e-7, "patience": 2, "threshold": 1e-3}),
+                             ("greedy", {"window_size": 20, "min_lr": 1e-5})):  # fmt: skip
+        args = arguments(**_values(tmp_path, lr_scheduler_type=schedule, eval_strategy="steps", eval_steps=10,
+                                   lr_scheduler_kwargs={**kwargs, "autodrop_min_lr": 1e-6}))  # fmt: skip
+        callback = AutoDropCallback()
+        data = TokenParity(64)
+        Trainer(model=tiny_bert(), args=args, train_dataset=data, eval_dataset=data, callbacks=[callback])
+        assert args.lr_scheduler_kwargs == kwargs
+        assert callback._config(args) == AutoDropConfig(min_lr=1e-6)
+
+
+def test_one_set_of_arguments_serves_every_trainer_built_with_it(tmp_path):
+    args = TrainingArguments(**_values(tmp_path, lr_scheduler_type="constant_with_warmup",
+                                       lr_scheduler_kwargs={"preset": "paper"}))  # fmt: skip
+    callbacks = [AutoDropCallback(), AutoDropCallback()]
+    for callback in callbacks:  # one Trainer per seed or fold
+        Trainer(model=tiny_bert(), args=args, train_dataset=TokenParity(64), callbacks=[callback])
+    assert [c._config(args) for c in callbacks] == [AutoDropConfig.paper()] * 2 and args.lr_scheduler_kwargs == {}
+
+
+def test_a_callback_added_after_construction_takes_its_place(tmp_path):
+    args = TrainingArguments(**_values(tmp_path, lr_scheduler_type="constant_with_warmup", report_to=["tensorboard"]))
+    trainer = Trainer(model=tiny_bert(), args=args, train_dataset=TokenParity(64))
+    callback = AutoDropCallback(momentum=0.5)  # an optimizer AutoDrop would not know: its β1, said here
+    trainer.add_callback(callback)
+    metrics = trainer.train().metrics
+    callbacks = trainer.callback_handler.callbacks
+    assert callbacks[0] is callback and type(callbacks[-1]).__name__ == "_RemoveLogKeys"
+    assert callback.autodrop.momentum.beta == 0.5 and not any(k.startswith("autodrop/") for k in metrics)
+    assert any("autodrop/lr_scale" in entry for entry in trainer.state.log_history)
+
+
 def test_the_multiplied_schedule_warning_points_at_the_users_line(tmp_path):
     args = TrainingArguments(**_values(tmp_path, lr_scheduler_type="linear"))
     trainer = Trainer(model=tiny_bert(), args=args, train_dataset=TokenParity(64), callbacks=[AutoDropCallback()])

@@ -169,7 +169,8 @@ def momentum_filter(optimizer: Any, warn_unknown: bool = True) -> MomentumFilter
     if warn_unknown:
         warn(
             f"AutoDrop does not know how {name} filters gradient noise; it assumes {assumption} for the "
-            "angle's noise floor. Pass AutoDrop(..., momentum=β) if that is wrong.",
+            "angle's noise floor. Pass momentum=β (to AutoDrop, AutoDropScheduler or AutoDropCallback) if that "
+            "is wrong.",
             UserWarning,
         )
     return MomentumFilter.heavy_ball(beta, f"{name}: assumed")

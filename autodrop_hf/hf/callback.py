@@ -37,7 +37,8 @@ class AutoDropCallback(TrainerCallback):
     - ``on_init_end``: puts itself first among the Trainer's callbacks (so that the ``report_to``
       integrations see its log keys) and one clean-up callback last (so that the dicts ``evaluate()`` and
       ``train()`` return do not carry them); refuses a second ``AutoDropCallback``; with stock
-      ``TrainingArguments``, takes AutoDrop's hyper-parameters out of ``lr_scheduler_kwargs``.
+      ``TrainingArguments``, takes AutoDrop's hyper-parameters out of ``lr_scheduler_kwargs``. A callback
+      added later (``trainer.add_callback``) does this at ``on_train_begin``.
     - ``on_train_begin``: the model, optimizer and scheduler exist and any checkpoint is loaded;
       builds the detector (``window_size="auto"`` and ``drop_factor="auto"`` from ``state.max_steps``,
       warm-up from ``args.get_warmup_steps``) and restores its state from the checkpoint the Trainer
@@ -61,13 +62,17 @@ class AutoDropCallback(TrainerCallback):
             :class:`~autodrop_hf.AutoDropTrainingArguments`; with stock ``TrainingArguments``, the
             defaults with the AutoDrop keys of ``lr_scheduler_kwargs`` (``{"drop_factor": 0.9}``, or
             ``{"autodrop_min_lr": 1e-6}`` for a name the schedule itself takes, and ``"preset"``).
+        momentum: the optimizer's momentum (β1) for the noise floor, for an optimizer AutoDrop does not know
+            (it says so); by default read from the optimizer.
     """
 
-    def __init__(self, config: AutoDropConfig | None = None) -> None:
+    def __init__(self, config: AutoDropConfig | None = None, momentum: float | None = None) -> None:
         if config is not None and not isinstance(config, AutoDropConfig):
             raise TypeError(f"config must be an AutoDropConfig, got {type(config).__name__}.")
         self.config = config
+        self.momentum = momentum
         self.autodrop: AutoDrop | None = None
+        self._attached = False
         self._kwargs_config: AutoDropConfig | None = None
         self._run_dir: Path | None = None  # where this run's checkpoints and history go, from on_train_begin
 
@@ -94,6 +99,7 @@ class AutoDropCallback(TrainerCallback):
             )
         if self.config is None and not hasattr(trainer.args, "autodrop_config"):
             self._kwargs_config = _config_from_scheduler_kwargs(trainer.args)
+        self._attached = True
 
     def on_init_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
         trainer = running_trainer()
@@ -112,6 +118,7 @@ class AutoDropCallback(TrainerCallback):
             model,
             self._config(args),
             lr_scheduler,
+            momentum=self.momentum,
             num_training_steps=state.max_steps,
             num_warmup_steps=args.get_warmup_steps(state.max_steps),
         )
@@ -129,6 +136,9 @@ class AutoDropCallback(TrainerCallback):
         **kwargs: Any,
     ) -> None:
         check_deepspeed(args)
+        trainer = running_trainer()
+        if not self._attached and trainer is not None:  # added with trainer.add_callback after __init__
+            self.attach(trainer)
         self.autodrop = self._build(args, state, model, lr_scheduler)
         schedule = scheduler_name(args)
         if not isinstance(unwrap_scheduler(lr_scheduler), AutoDropLR) and schedule != "constant_with_warmup":
@@ -136,7 +146,6 @@ class AutoDropCallback(TrainerCallback):
                 f"AutoDrop drops multiply the '{schedule}' schedule. For AutoDrop alone use "
                 "lr_scheduler_type='constant_with_warmup', or AutoDropTrainer with lr_scheduler_type='autodrop'."
             )
-        trainer = running_trainer()
         self._run_dir = Path(args.output_dir if trainer is None else run_output_dir(trainer))
         history = self._run_dir / HISTORY_FILE
         checkpoint = None
@@ -235,11 +244,13 @@ def check_deepspeed(args: TrainingArguments) -> None:
     section makes DeepSpeed's scheduler replace the Trainer's, and AutoDrop's drops would not reach the
     learning rate: the two are refused together rather than composed.
     """
-    config = args.deepspeed
-    if config is None:
+    parsed = getattr(getattr(args, "deepspeed_plugin", None), "hf_ds_config", None)
+    if hasattr(parsed, "config"):  # read by Transformers or Accelerate: a file, a dict, base64, `accelerate launch`
+        config = parsed.config
+    elif args.deepspeed is None:
         return
-    if not isinstance(config, dict):
-        config = json.loads(Path(config).read_text())
+    else:
+        config = args.deepspeed if isinstance(args.deepspeed, dict) else json.loads(Path(args.deepspeed).read_text())
     if config.get("scheduler"):
         raise ValueError(
             "the DeepSpeed config has a 'scheduler' section, which replaces the Trainer's scheduler, so AutoDrop's "
