@@ -8,9 +8,9 @@ element is written and a 128 MB buffer is swept, as an optimizer step leaves the
 block is a cache miss. The accumulation is the library's (``window_sum += sample``, the sample a strided
 ``(blocks, block)`` view). Patterns, all at one element in ``stride`` blocks:
 
-- ``blocks_of_8``: the library's choice for MiniLM at 1% (28,393 blocks; median angle error ≈ 27°/√n = 0.16°);
+- ``blocks_of_8``: the library's choice for MiniLM at 1% (28,392 blocks; median angle error ≈ 27°/√n = 0.16°);
 - ``blocks_of_16``: a whole 64-byte cache line per block, half as many blocks (≈ 0.23°);
-- ``one_element_per_block_of_8``: the same 28,393 cache lines, one element each (an eighth of the bytes): what
+- ``one_element_per_block_of_8``: the same 28,392 cache lines, one element each (an eighth of the bytes): what
   touching the lines costs, whatever is read from them;
 - ``contiguous``: as many elements as ``blocks_of_8``, in one run (what the bytes alone cost).
 

@@ -532,6 +532,18 @@ def test_a_state_from_another_model_with_the_same_size_gives_a_fresh_detector():
     assert other.angles == [] and other.scale == before.scale
 
 
+def test_a_state_of_other_buffer_sizes_for_the_same_shapes_gives_a_fresh_detector():
+    _, before = _trained()
+    state = before.state_dict()
+    meter = state["angular_velocity"]
+    for name in ("reference", "window_sum", "previous"):  # as another version's memory-light sample would be
+        meter[name] = [t[:-1].clone() for t in meter[name]]
+    _, target = _trained(seed=4, steps=0)  # a new process's detector
+    with pytest.warns(UserWarning, match="the watched elements"):
+        target.load_state_dict(state)
+    assert target.angles == [] and target.scale == before.scale and target.num_steps == before.num_steps
+
+
 @pytest.mark.parametrize(
     ("field", "value", "message"),
     [

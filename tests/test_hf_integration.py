@@ -119,6 +119,10 @@ def test_a_callback_added_after_construction_takes_its_place(tmp_path):
     assert callbacks[0] is callback and type(callbacks[-1]).__name__ == "_RemoveLogKeys"
     assert callback.autodrop.momentum.beta == 0.5 and not any(k.startswith("autodrop/") for k in metrics)
     assert any("autodrop/lr_scale" in entry for entry in trainer.state.log_history)
+    another = Trainer(model=tiny_bert(), args=args, train_dataset=TokenParity(64))
+    another.add_callback(callback)  # the same callback, in a second Trainer: it takes its place there too
+    metrics = another.train().metrics
+    assert another.callback_handler.callbacks[0] is callback and not any(k.startswith("autodrop/") for k in metrics)
 
 
 def test_the_multiplied_schedule_warning_points_at_the_users_line(tmp_path):

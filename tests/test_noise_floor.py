@@ -104,6 +104,9 @@ def test_momentum_is_read_from_the_optimizer():
     nadam.state[params[0]]["step"] = torch.tensor(10.0**6)  # at its limit μ = β1: h_0 = 1 - β1², h_j = β1(1 - β1)β1^j
     at_the_limit = momentum_filter(nadam)
     assert (at_the_limit.lead, at_the_limit.tail) == (pytest.approx(0.19), pytest.approx(0.09))
+    frozen_first = torch.optim.NAdam([torch.nn.Parameter(torch.zeros(2)), params[0]])  # the first never steps
+    frozen_first.state[params[0]]["step"] = torch.tensor(10.0**6)
+    assert momentum_filter(frozen_first).lead == pytest.approx(0.19)
 
     from transformers.optimization import Adafactor
 

@@ -117,6 +117,23 @@ def test_a_state_kept_in_memory_is_a_snapshot_only_when_copied():
         snapshot_and_return(copy_it=False)  # the live buffers moved on: refused, not silently mixed
 
 
+def test_a_damaged_history_file_does_not_stop_a_resume(tmp_path):
+    model, optimizer = _problem()
+    history = tmp_path / "history.jsonl"
+    scheduler = AutoDropScheduler(optimizer, model, CONFIG, num_training_steps=100, history_file=history)
+    for step in range(30):
+        _train_step(model, optimizer, step)
+        scheduler.step()
+    kept = copy.deepcopy(scheduler.state_dict())
+    for step in range(30, 40):
+        _train_step(model, optimizer, step)
+        scheduler.step()
+    history.write_text("not json\n" + history.read_text())
+    with pytest.warns(UserWarning, match=r"could not cut .*history\.jsonl at step 30: .*line 1: not a JSON record"):
+        scheduler.load_state_dict(kept)
+    assert scheduler.autodrop.num_steps == 30 and scheduler.last_epoch == 30
+
+
 def test_repeated_scheduler_steps_observe_once_per_optimizer_step():
     """As Accelerate steps a prepared scheduler once per process: the warm-up moves, observation does not."""
     model, optimizer = _problem()

@@ -290,6 +290,20 @@ def test_resume_mid_window_is_exact(tmp_path, usage, where):
     assert history == straight_history
 
 
+def test_a_checkpoint_of_the_previous_format_resumes_its_detector(tmp_path):
+    args = training_args(tmp_path, save_strategy="steps", save_steps=34)
+    straight, _ = run(AutoDropTrainer, args)
+    path = tmp_path / "checkpoint-34" / STATE_FILE
+    state = torch.load(path, weights_only=True)
+    del state["trainer_global_step"]  # saved before the Trainer's step was recorded beside the detector's
+    torch.save(state, path)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        resumed, _ = run(AutoDropTrainer, args, resume=str(tmp_path / "checkpoint-34"))
+    assert not [w for w in caught if "fresh detector" in str(w.message)]
+    assert autodrop_of(resumed).angles == autodrop_of(straight).angles
+
+
 @pytest.mark.parametrize("damage", ["missing", "corrupt"])
 def test_damaged_state_warns_and_keeps_the_scale(tmp_path, damage):
     args = training_args(tmp_path, save_strategy="steps", save_steps=34)

@@ -301,7 +301,7 @@ class AutoDrop:
         old, scale = self.lr_scales, self.scale * factor
         new = [max(scale, floor) for floor in self.floors]
         if new != old and self.scheduler is not None:
-            apply_lr_scales(self.scheduler, old, new)  # first: if it fails, the detector is unchanged
+            apply_lr_scales(self.scheduler, old, new)  # first: if it fails, the scale and the drops are unchanged
         self.scale = scale
         if new == old:
             return False
@@ -440,6 +440,10 @@ class AutoDrop:
             changed.append(f"resolved window_size {state['angular_velocity']['window_size']} -> {self.window_size}")
         if state["parameters"] != [list(p.shape) for p in self.angular_velocity.params]:
             changed.append("the watched parameters (another model, or other trainable tensors)")
+        elif [t.numel() for t in state["angular_velocity"].get("reference", [])] != [
+            b.numel for b in self.angular_velocity.buffers
+        ]:
+            changed.append("the watched elements (another sharding, or another version's memory-light sample)")
         if changed:
             warn(
                 f"AutoDrop state from a run with other settings ({'; '.join(changed)}): resuming with a fresh "
@@ -462,9 +466,14 @@ class AutoDrop:
         self._truncate_history()
 
     def _truncate_history(self) -> None:
-        """Drop the history file's records after the restored step: a resumed run writes them again."""
-        if self.history_file is not None and self._is_first_process():
+        """Drop the history file's records after the restored step: a resumed run writes them again. The file
+        is a log, not state: a damaged or unwritable one is said, and the load stands."""
+        if self.history_file is None or not self._is_first_process():
+            return
+        try:
             truncate_history(self.history_file, self.num_steps)
+        except (OSError, ValueError) as error:
+            warn(f"AutoDrop could not cut {self.history_file} at step {self.num_steps}: {error}", UserWarning)
 
     def _set_scale(self, scale: float) -> None:
         self.scale = scale

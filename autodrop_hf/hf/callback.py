@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +39,9 @@ class AutoDropCallback(TrainerCallback):
       integrations see its log keys) and one clean-up callback last (so that the dicts ``evaluate()`` and
       ``train()`` return do not carry them); refuses a second ``AutoDropCallback``; with stock
       ``TrainingArguments``, takes AutoDrop's hyper-parameters out of ``lr_scheduler_kwargs``. A callback
-      added later (``trainer.add_callback``) does this at ``on_train_begin``.
+      added later (``trainer.add_callback``) does this at ``on_train_begin``, after the Trainer has built its
+      schedule: give it an ``AutoDropConfig`` (a schedule other than ``constant_with_warmup`` would be given
+      AutoDrop's keys of ``lr_scheduler_kwargs`` and refuse them).
     - ``on_train_begin``: the model, optimizer and scheduler exist and any checkpoint is loaded;
       builds the detector (``window_size="auto"`` and ``drop_factor="auto"`` from ``state.max_steps``,
       warm-up from ``args.get_warmup_steps``) and restores its state from the checkpoint the Trainer
@@ -72,7 +75,7 @@ class AutoDropCallback(TrainerCallback):
         self.config = config
         self.momentum = momentum
         self.autodrop: AutoDrop | None = None
-        self._attached = False
+        self._attached_to: weakref.ref[Trainer] | None = None
         self._kwargs_config: AutoDropConfig | None = None
         self._run_dir: Path | None = None  # where this run's checkpoints and history go, from on_train_begin
 
@@ -99,7 +102,7 @@ class AutoDropCallback(TrainerCallback):
             )
         if self.config is None and not hasattr(trainer.args, "autodrop_config"):
             self._kwargs_config = _config_from_scheduler_kwargs(trainer.args)
-        self._attached = True
+        self._attached_to = weakref.ref(trainer)
 
     def on_init_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
         trainer = running_trainer()
@@ -137,8 +140,8 @@ class AutoDropCallback(TrainerCallback):
     ) -> None:
         check_deepspeed(args)
         trainer = running_trainer()
-        if not self._attached and trainer is not None:  # added with trainer.add_callback after __init__
-            self.attach(trainer)
+        if trainer is not None and (self._attached_to is None or self._attached_to() is not trainer):
+            self.attach(trainer)  # added with trainer.add_callback after __init__, or to another Trainer
         self.autodrop = self._build(args, state, model, lr_scheduler)
         schedule = scheduler_name(args)
         if not isinstance(unwrap_scheduler(lr_scheduler), AutoDropLR) and schedule != "constant_with_warmup":
@@ -176,7 +179,7 @@ class AutoDropCallback(TrainerCallback):
         path = self._state_file(folder, args)
         try:
             saved = torch.load(path, map_location="cpu", weights_only=True)
-            saved_at = saved.pop(GLOBAL_STEP_KEY, None)
+            saved_at = saved.pop(GLOBAL_STEP_KEY, saved.get("num_steps"))  # older checkpoints: the detector's
             if saved_at != state.global_step:
                 raise ValueError(f"it is from step {saved_at}, the Trainer resumes at step {state.global_step}")
             self.autodrop.load_state_dict(saved)
