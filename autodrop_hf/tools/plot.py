@@ -74,7 +74,8 @@ def plot_run(path: str | Path, output: str | Path | None = None) -> Path:
     if lr_windows:
         axis["lr"].step(*zip(*lr_windows, strict=True), where="post", label="per window")
     axis["lr"].set_ylabel("learning rate")
-    axis["lr"].legend(fontsize="small")
+    if axis["lr"].get_legend_handles_labels()[0]:  # a run too short for a window has nothing to label
+        axis["lr"].legend(fontsize="small")
 
     angle_points = [(w["step"], w["angle"]) for w in windows if w["angle"] is not None]
     floor_points = [(w["step"], w["noise_floor"]) for w in windows if w.get("noise_floor") is not None]
@@ -86,7 +87,8 @@ def plot_run(path: str | Path, output: str | Path | None = None) -> Path:
     if smooth_points:
         axis["angle"].plot(*zip(*smooth_points, strict=True), "-", linewidth=1.2, label="Gaussian-smoothed")
     axis["angle"].set_ylabel("degrees")
-    axis["angle"].legend(fontsize="small")
+    if axis["angle"].get_legend_handles_labels()[0]:  # a run too short for a window has nothing to label
+        axis["angle"].legend(fontsize="small")
 
     if decisions:
         for dropped, marker, label in ((True, "v", "drop"), (False, "o", "no drop")):
