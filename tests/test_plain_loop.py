@@ -27,6 +27,13 @@ def _train_step(model, optimizer, step):
     optimizer.step()
 
 
+def _train(model, optimizer, scheduler, steps: range) -> None:
+    """Training steps ``steps`` (their numbers seed the batches), the one-object scheduler after each."""
+    for step in steps:
+        _train_step(model, optimizer, step)
+        scheduler.step()
+
+
 def test_the_one_object_form_takes_the_two_object_forms_decisions_and_saves_everything(tmp_path):
     model, optimizer = _problem()
     scheduler = AutoDropLR(optimizer, num_warmup_steps=10)
@@ -74,9 +81,7 @@ def test_the_one_object_form_takes_the_two_object_forms_decisions_and_saves_ever
 def test_a_refused_state_leaves_the_one_object_scheduler_unchanged():
     model, optimizer = _problem()
     scheduler = AutoDropScheduler(optimizer, model, CONFIG, num_training_steps=100, num_warmup_steps=10)
-    for step in range(5):
-        _train_step(model, optimizer, step)
-        scheduler.step()
+    _train(model, optimizer, scheduler, range(5))
     before = {key: value for key, value in scheduler.state_dict().items() if key != "autodrop"}
     state = scheduler.state_dict()
     state["last_epoch"], state["autodrop"] = 50, {**state["autodrop"], "scale": 2.0}
@@ -90,28 +95,20 @@ def test_a_state_kept_in_memory_is_a_snapshot_only_when_copied():
     def snapshot_and_return(copy_it):
         model, optimizer = _problem()
         scheduler = AutoDropScheduler(optimizer, model, CONFIG, num_training_steps=100)
-        for step in range(7):
-            _train_step(model, optimizer, step)
-            scheduler.step()
+        _train(model, optimizer, scheduler, range(7))
         state = scheduler.state_dict()
         kept = (copy.deepcopy(state) if copy_it else state, copy.deepcopy(optimizer.state_dict()),
                 copy.deepcopy(model.state_dict()))  # fmt: skip
-        for step in range(7, 12):  # a detour, then back to step 7
-            _train_step(model, optimizer, step)
-            scheduler.step()
+        _train(model, optimizer, scheduler, range(7, 12))  # a detour, then back to step 7
         scheduler.load_state_dict(kept[0])
         optimizer.load_state_dict(kept[1])
         model.load_state_dict(kept[2])
-        for step in range(7, 40):
-            _train_step(model, optimizer, step)
-            scheduler.step()
+        _train(model, optimizer, scheduler, range(7, 40))
         return scheduler.autodrop.angles
 
     model, optimizer = _problem()
     straight = AutoDropScheduler(optimizer, model, CONFIG, num_training_steps=100)
-    for step in range(40):
-        _train_step(model, optimizer, step)
-        straight.step()
+    _train(model, optimizer, straight, range(40))
     assert snapshot_and_return(copy_it=True) == straight.autodrop.angles
     with pytest.raises(ValueError, match="live window buffers, which have changed since"):
         snapshot_and_return(copy_it=False)  # the live buffers moved on: refused, not silently mixed
@@ -121,13 +118,9 @@ def test_a_damaged_history_file_does_not_stop_a_resume(tmp_path):
     model, optimizer = _problem()
     history = tmp_path / "history.jsonl"
     scheduler = AutoDropScheduler(optimizer, model, CONFIG, num_training_steps=100, history_file=history)
-    for step in range(30):
-        _train_step(model, optimizer, step)
-        scheduler.step()
+    _train(model, optimizer, scheduler, range(30))
     kept = copy.deepcopy(scheduler.state_dict())
-    for step in range(30, 40):
-        _train_step(model, optimizer, step)
-        scheduler.step()
+    _train(model, optimizer, scheduler, range(30, 40))
     history.write_text("not json\n" + history.read_text())
     with pytest.warns(UserWarning, match=r"could not cut .*history\.jsonl at step 30: .*line 1: not a JSON record"):
         scheduler.load_state_dict(kept)
@@ -198,9 +191,7 @@ def test_a_plain_loops_history_file_is_plotted(tmp_path):
     model, optimizer = _problem()
     history = tmp_path / "history.jsonl"
     scheduler = AutoDropScheduler(optimizer, model, CONFIG, num_training_steps=200, history_file=history)
-    for step in range(200):
-        _train_step(model, optimizer, step)
-        scheduler.step()
+    _train(model, optimizer, scheduler, range(200))
     records = [json.loads(line) for line in history.read_text().splitlines()]
     assert [r["step"] for r in records if r["dropped"]] == scheduler.autodrop.drops
     main(["plot", str(history)])
