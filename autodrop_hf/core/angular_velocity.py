@@ -437,7 +437,7 @@ class WindowedAngularVelocity:
                     f"AutoDrop state holds {name} buffers of sizes {saved}, this model's trainable parameters "
                     f"need {sizes}: the checkpoint is from a different model or sharding."
                 )
-        live = {id(t) for b in self.buffers for t in (b.reference, b.window_sum, b.previous)}
+        live = {id(getattr(b, name)) for b in self.buffers for name in _BUFFER_NAMES}
         tensors = [tensor for name in _BUFFER_NAMES for tensor in state[name]]
         versions = state.get("buffer_versions")
         if versions is not None and any(

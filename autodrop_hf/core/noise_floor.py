@@ -148,8 +148,9 @@ def momentum_filter(optimizer: Any, warn_unknown: bool = True) -> MomentumFilter
         return MomentumFilter.heavy_ball(mu, f"{source} momentum")
     if name == "NAdam":
         beta, decay = float(group["betas"][0]), float(group.get("momentum_decay", 4e-3))
-        # the step count of the parameters it has updated (one without a gradient has no state)
-        step = max((int(state["step"]) for state in optimizer.state.values() if "step" in state), default=0)
+        # the step count of the first parameter it has updated (one without a gradient has no state): one read,
+        # since this runs at every window end and a capturable NAdam keeps its counts on the device
+        step = int(next((state["step"] for state in optimizer.state.values() if "step" in state), 0))
         mu, mu_next = _nadam_momentum(beta, step, decay), _nadam_momentum(beta, step + 1, decay)
         lead, tail = 1 - mu + mu_next * (1 - beta), mu_next * (1 - beta)
         return MomentumFilter(beta=beta, lead=lead, tail=tail, source=f"{source} betas[0], step {step}")
