@@ -1,3 +1,5 @@
+import copy
+import itertools
 import json
 from pathlib import Path
 
@@ -119,15 +121,18 @@ class AdamProblem:
         (AutoDropConfig(window_size=4, buffer_size=5, drop_factor=0.95), 1500, 0, 0.9),
         (AutoDropConfig(min_lr=3e-4), 3000, 100, 0.9),
         (AutoDropConfig.paper(window_size=4), 3000, 30, 0.9),
+        (AutoDropConfig.anytime(), 6000, 100, 0.9),
+        (AutoDropConfig.anytime(buffer_size=4, min_lr=5e-3, done_scale=0.5), 3000, 0, 0.9),
     ],
-    ids=["defaults", "window3-z1", "fixed-factor", "min-lr", "paper"],
+    ids=["defaults", "window3-z1", "fixed-factor", "min-lr", "paper", "anytime", "anytime-m4-floor-done"],
 )
 def test_fast_path_takes_the_readable_twins_decisions_step_by_step(config, steps, warmup, beta):
     problem = AdamProblem(num_warmup_steps=warmup)
-    autodrop = AutoDrop([problem.x], config, problem.scheduler, num_training_steps=steps)
-    twin = ReferenceAutoDrop(
-        config.replace(window_size=autodrop.window_size), beta, steps, warmup, floors=tuple(autodrop.floors)
-    )
+    horizon = None if config.window_size == "growing" else steps
+    autodrop = AutoDrop([problem.x], config, problem.scheduler, num_training_steps=horizon)
+    if horizon is not None:
+        config = config.replace(window_size=autodrop.window_size)
+    twin = ReferenceAutoDrop(config, beta, horizon, warmup, floors=tuple(autodrop.floors))
     for t in range(steps):
         lr = problem.optimizer.param_groups[0]["lr"]
         assert lr == pytest.approx(problem.lr * problem.scheduler.warmup_factor(t) * twin.lr_scales()[0], rel=1e-12)
@@ -137,6 +142,7 @@ def test_fast_path_takes_the_readable_twins_decisions_step_by_step(config, steps
     assert [s for s, _ in autodrop.angles] == [s for s, _ in twin.angles]
     fast, slow = np.array([a for _, a in autodrop.angles]), np.array([a for _, a in twin.angles])
     assert np.abs(fast - slow).max() < 1e-2
+    assert autodrop.done_step == twin.done_step
 
 
 def test_default_rule_holds_while_training_drifts_and_otherwise_follows_a_linear_decay_to_zero():
@@ -163,15 +169,96 @@ def test_default_rule_holds_while_training_drifts_and_otherwise_follows_a_linear
     assert steps - last_window < interval and autodrop.angular_velocity.steps_in_window == 0  # stopped at 0
 
 
-def test_unknown_horizon_drops_by_095_with_windows_of_64():
+def test_without_a_horizon_windows_grow_and_drops_are_inverse_square_root_stairs():
+    """Pure noise (the optimum at the start): a decision after the first drops by sqrt(t_prev / t) unless the
+    test holds (by chance, about 4% of decisions under noise)."""
     problem = AdamProblem(num_warmup_steps=0, start=0.0)
     autodrop = AutoDrop([problem.x], AutoDropConfig(), problem.scheduler)
-    assert autodrop.window_size == 64
-    for _ in range(64 * 30):
+    assert autodrop.window_grows and autodrop.drop_rule == "power"
+    lrs, sizes = [], {}
+    for step in range(1, 6_401):
+        lrs.append(problem.optimizer.param_groups[0]["lr"])
         problem.train_step()
+        sizes[step] = autodrop.window_size
         autodrop.step()
-    assert autodrop.drops and autodrop.scale == pytest.approx(0.95 ** len(autodrop.drops))
-    assert all(b - a == 640 for a, b in zip(autodrop.drops, autodrop.drops[1:], strict=False))
+    steps = [step for step, _, _ in autodrop.decisions]
+    saturated = {step: at_floor for step, _, at_floor in autodrop.decisions}
+    assert sum(saturated.values()) >= 0.8 * len(steps) and len(steps) >= 30
+    assert autodrop.drops == [step for step in steps[1:] if saturated[step]]  # the first decision starts the decay
+    expected_scale = 1.0
+    for previous, step in itertools.pairwise(steps):
+        stair = (previous / step) ** 0.5 if saturated[step] else 1.0
+        assert lrs[step] / lrs[step - 1] == pytest.approx(stair, rel=1e-12)
+        expected_scale *= stair
+        k = sizes[step]  # the window of this decision: the largest power of 2 at most step_at_start / 50
+        assert k & (k - 1) == 0 and k <= max(1, previous / 50) < 2 * k
+        restarted = k != sizes[previous]  # a new size: two windows before the first angle of the new chain
+        assert step - previous == (10 + 2 * restarted) * k
+    assert autodrop.scale == pytest.approx(expected_scale, rel=1e-12) and expected_scale < 0.2
+    assert autodrop.window_size == 64 and autodrop.noise_floor == pytest.approx(heavy_ball_noise_floor(64, 0.9))
+
+
+def test_training_is_done_once_the_rate_is_low_and_the_angle_still_saturated(tmp_path, caplog):
+    problem = AdamProblem(num_warmup_steps=0, start=0.0)
+    history = tmp_path / "history.jsonl"
+    config = AutoDropConfig.anytime(done_scale=0.5)
+    autodrop = AutoDrop([problem.x], config, problem.scheduler, history_file=history)
+    assert not autodrop.done and autodrop.log_dict()["autodrop/done"] == 0.0
+    with caplog.at_level("INFO", logger="autodrop_hf"):
+        for _ in range(6_400):
+            problem.train_step()
+            autodrop.step()
+    first_low = next(step for step, _, saturated in autodrop.decisions if saturated and scale_at(autodrop, step) <= 0.5)
+    assert autodrop.done and autodrop.done_step == first_low and autodrop.log_dict()["autodrop/done"] == 1.0
+    assert autodrop.drops[-1] > first_low  # done is a signal: the rule goes on if training does
+    said = [r.getMessage() for r in caplog.records if "training is done" in r.getMessage()]
+    assert len(said) == 1 and f"at step {first_low}:" in said[0]
+    records = [json.loads(line) for line in history.read_text().splitlines()]
+    assert next(r["step"] for r in records if r["done"]) == first_low
+    assert not any(r["done"] for r in records if r["step"] < first_low)
+    resumed = AutoDrop([problem.x], config, problem.scheduler)
+    resumed.load_state_dict(autodrop.state_dict())
+    assert resumed.done_step == first_low
+
+
+def scale_at(autodrop, step):
+    """The scale in force at ``step`` (before a drop there), from the drops' stairs."""
+    scale, previous = 1.0, None
+    for decision, _, saturated in autodrop.decisions:
+        if decision >= step:
+            return scale
+        if saturated and previous is not None:
+            scale *= (previous / decision) ** 0.5
+        previous = decision
+    return scale
+
+
+def test_resume_with_growing_windows_is_exact(tmp_path):
+    config = AutoDropConfig.anytime(buffer_size=4)
+    straight = AdamProblem(seed=3, num_warmup_steps=12)
+    reference = AutoDrop([straight.x], config, straight.scheduler)
+    lrs_straight = _learning_rates(straight, reference, 2_500)
+    first = AdamProblem(seed=3, num_warmup_steps=12)
+    autodrop = AutoDrop([first.x], config, first.scheduler)
+    lrs = _learning_rates(first, autodrop, 1_203)
+    assert autodrop.window_size == 16 and autodrop.angular_velocity.steps_in_window != 0
+    saved = copy.deepcopy(
+        {"x": first.x.detach(), "optimizer": first.optimizer.state_dict(), "scheduler": first.scheduler.state_dict(),
+         "autodrop": autodrop.state_dict(), "rng": torch.get_rng_state()}
+    )  # fmt: skip
+    second = AdamProblem(seed=99, num_warmup_steps=12)
+    second.x.data.copy_(saved["x"])
+    second.optimizer.load_state_dict(saved["optimizer"])
+    second.scheduler.load_state_dict(saved["scheduler"])
+    resumed = AutoDrop([second.x], config, second.scheduler)
+    assert resumed.window_size == 1
+    resumed.load_state_dict(saved["autodrop"])
+    assert resumed.window_size == 16 and resumed.noise_floor == autodrop.noise_floor
+    torch.set_rng_state(saved["rng"])
+    lrs += _learning_rates(second, resumed, 1_297)
+    assert resumed.decisions == reference.decisions and resumed.drops == reference.drops
+    assert len(reference.drops) > 5 and reference.window_size == 32
+    assert lrs == lrs_straight and torch.equal(second.x, straight.x)
 
 
 def test_drop_takes_effect_from_the_next_optimizer_step():
@@ -305,7 +392,9 @@ def test_bad_arguments_are_refused_at_construction():
 def test_auto_window_size_uses_planned_steps():
     params = [torch.nn.Parameter(torch.zeros(3))]
     assert AutoDrop(params, momentum=0.9, num_training_steps=20_000).window_size == 20
-    assert AutoDrop(params, momentum=0.9).window_size == 64
+    unknown = AutoDrop(params, momentum=0.9)
+    assert unknown.window_grows and unknown.window_size == 1  # grows once observation starts
+    assert AutoDrop(params, AutoDropConfig.paper(), momentum=0.9).window_size == 64
     assert AutoDrop(params, momentum=0.9, num_training_steps=np.int64(2_000)).window_size == 2
 
 
@@ -350,9 +439,14 @@ def test_records_and_history_file(tmp_path):
     assert [(r["step"], r["statistic"]) for r in decided] == [(s, z) for s, z, _ in autodrop.decisions]
     assert all(r["noise_floor"] == pytest.approx(90 - 9.59, abs=0.01) for r in records)  # SGD, k = 2: 80.41°
     assert records[-1]["lr"] == problem.optimizer.param_groups[0]["lr"]
+    # done: the first saturated decision that finds the scale at most 0.1 (done_scale), or the drop to 0
+    before = dict(zip([r["step"] for r in records[1:]], [r["lr_scale"] for r in records], strict=False))
+    expected = next(r["step"] for r in decided if r["dropped"] and (before[r["step"]] <= 0.1 or r["lr_scale"] == 0))
+    assert [r["step"] for r in records if r["done"]] == [r["step"] for r in records if r["step"] >= expected]
+    assert autodrop.done_step == expected
     assert set(autodrop.log_dict()) == {
         "autodrop/angular_velocity", "autodrop/noise_floor", "autodrop/statistic", "autodrop/lr_scale",
-        "autodrop/num_drops",
+        "autodrop/num_drops", "autodrop/done",
     }  # fmt: skip
 
 

@@ -14,22 +14,30 @@ def test_defaults_are_the_library_rule_and_the_paper_preset_is_the_papers():
     assert (paper.buffer_size, paper.threshold, paper.min_lr) == (10, 0.1, 0.0)
     assert AutoDropConfig.paper(window_size=8).window_size == 8
     assert AutoDropConfig.preset("paper") == paper and AutoDropConfig.preset("default") == config
-    with pytest.raises(ValueError, match="unknown AutoDrop preset 'fast': use 'default' or 'paper'"):
+    anytime = AutoDropConfig.preset("anytime", buffer_size=6)
+    assert (anytime.window_size, anytime.drop_factor, anytime.buffer_size) == ("growing", "power", 6)
+    assert (config.done_scale, config.stop_when_done) == (0.1, False)
+    with pytest.raises(ValueError, match=r"preset 'fast': use one of \['anytime', 'default', 'paper'\]"):
         AutoDropConfig.preset("fast")
 
 
 @pytest.mark.parametrize(
     ("name", "value", "message"),
     [
-        ("drop_factor", 0.0, "0 < drop_factor < 1 or 'auto'"),
-        ("drop_factor", 1.0, "0 < drop_factor < 1 or 'auto'"),
+        ("drop_factor", 0.0, "0 < drop_factor < 1, or 'auto', 'linear' or 'power'"),
+        ("drop_factor", 1.0, "0 < drop_factor < 1, or 'auto', 'linear' or 'power'"),
+        ("drop_factor", "cosine", "0 < drop_factor < 1, or 'auto', 'linear' or 'power'"),
         ("drop_factor", float("nan"), "0 < drop_factor < 1"),
         ("drop_factor", "0.9", "must be a number with 0 < drop_factor < 1"),
         ("drop_factor", np.float32(1.5), "0 < drop_factor < 1"),
-        ("window_size", 0, "window_size must be an integer >= 1 or 'auto'"),
-        ("window_size", 2.5, "window_size must be an integer >= 1 or 'auto'"),
-        ("window_size", "big", "window_size must be an integer >= 1 or 'auto'"),
-        ("window_size", True, "window_size must be an integer >= 1 or 'auto'"),
+        ("window_size", 0, "window_size must be an integer >= 1, 'auto' or 'growing'"),
+        ("window_size", 2.5, "window_size must be an integer >= 1, 'auto' or 'growing'"),
+        ("window_size", "big", "window_size must be an integer >= 1, 'auto' or 'growing'"),
+        ("window_size", True, "window_size must be an integer >= 1, 'auto' or 'growing'"),
+        ("done_scale", 0.0, "0 < done_scale <= 1"),
+        ("done_scale", 1.5, "0 < done_scale <= 1"),
+        ("stop_when_done", "yes", "stop_when_done must be True or False, got 'yes'"),
+        ("stop_when_done", 1, "stop_when_done must be True or False, got 1"),
         ("buffer_size", 1, "buffer_size must be an integer >= 2"),
         ("buffer_size", 4.0, "buffer_size must be an integer >= 2"),
         ("threshold", 0.0, "threshold > 0"),
@@ -83,10 +91,33 @@ def test_min_lr_per_group():
 
 @pytest.mark.parametrize(
     ("total_steps", "expected"),
-    [(None, 64), (0, 64), (1, 1), (499, 1), (1_500, 2), (78_000, 78), (500_000, 500)],
+    [(1, 1), (499, 1), (1_500, 2), (78_000, 78), (500_000, 500)],
 )
 def test_auto_window_size(total_steps, expected):
     assert AutoDropConfig().resolve_window_size(total_steps) == expected
+    assert not AutoDropConfig().window_grows(total_steps)
+    assert AutoDropConfig().resolve_drop_factor(total_steps) == "linear"
+
+
+def test_without_a_horizon_auto_is_the_anytime_rule_and_the_papers_test_keeps_windows_of_64():
+    for unknown in (None, 0):
+        assert AutoDropConfig().window_grows(unknown) and AutoDropConfig().resolve_drop_factor(unknown) == "power"
+        assert AutoDropConfig.paper().resolve_window_size(unknown) == 64
+        assert not AutoDropConfig.paper().window_grows(unknown)
+    assert AutoDropConfig.anytime().window_grows(10_000) and AutoDropConfig.anytime().resolve_drop_factor(10) == "power"
+    with pytest.raises(ValueError, match="drop_factor='linear' decays to 0 at the last step and needs num_training"):
+        AutoDropConfig(drop_factor="linear").resolve_drop_factor(None)
+    with pytest.raises(ValueError, match="window_size='growing' needs saturation_test='noise_floor'"):
+        AutoDropConfig.paper(window_size="growing")
+
+
+@pytest.mark.parametrize(
+    ("step", "expected"),
+    [(0, 1), (99, 1), (100, 2), (199, 2), (200, 4), (399, 4), (400, 8), (3_199, 32), (3_200, 64), (10**9, 2**24)],
+)
+def test_growing_windows_are_the_largest_power_of_two_at_most_a_fiftieth_of_the_steps(step, expected):
+    assert AutoDropConfig.anytime().resolve_window_size(None, step) == expected
+    assert expected <= max(1, step / 50) < 2 * expected
 
 
 def test_explicit_window_size_ignores_the_step_count():

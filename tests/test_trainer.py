@@ -248,6 +248,45 @@ def test_frozen_parameters_are_ignored(tmp_path):
     assert all(torch.equal(p, frozen[n]) for n, p in model.bert.named_parameters())
 
 
+ANYTIME = dict(autodrop_preset="anytime", autodrop_window_size=None, autodrop_threshold=None, autodrop_buffer_size=3)
+
+
+def test_stop_when_done_ends_training_evaluated_and_saved_as_at_the_end(tmp_path):
+    args = training_args(
+        tmp_path, **ANYTIME, autodrop_done_scale=0.7, autodrop_stop_when_done=True, max_steps=3_000,
+        eval_strategy="steps", eval_steps=1_000, save_strategy="steps", save_steps=1_000,
+    )  # fmt: skip
+    dev = TokenParity(64, seed=1)
+    trainer = AutoDropTrainer(model=tiny_bert(), args=args, train_dataset=TokenParity(), eval_dataset=dev)
+    output = trainer.train()
+    autodrop = autodrop_of(trainer)
+    done = autodrop.done_step
+    assert autodrop.window_grows and done is not None and 100 < done < 1_000
+    assert trainer.state.global_step == done and output.global_step == done and "train_loss" in output.metrics
+    assert [e["step"] for e in trainer.state.log_history if "eval_loss" in e] == [done]
+    assert (tmp_path / f"checkpoint-{done}" / STATE_FILE).exists()
+    saved = torch.load(tmp_path / f"checkpoint-{done}" / STATE_FILE, weights_only=True)
+    assert saved["done_step"] == done and saved["angular_velocity"]["window_size"] == autodrop.window_size > 1
+    assert [e["autodrop/done"] for e in trainer.state.log_history if "autodrop/done" in e][-1] == 1.0
+    history = [json.loads(x) for x in (tmp_path / HISTORY_FILE).read_text().splitlines()]
+    assert history[-1]["step"] == done and history[-1]["done"] and not any(h["done"] for h in history[:-1])
+
+
+def test_growing_windows_resume_exactly_in_the_trainer(tmp_path):
+    def make_args(folder, **kw):
+        return training_args(folder, **ANYTIME, max_steps=400, **kw)
+
+    straight, straight_lrs = run(AutoDropTrainer, make_args(tmp_path / "straight"))
+    run(AutoDropTrainer, make_args(tmp_path / "first", save_strategy="steps", save_steps=301))
+    state = torch.load(tmp_path / "first/checkpoint-301" / STATE_FILE, weights_only=True)
+    assert state["angular_velocity"]["window_size"] == 4 and state["angular_velocity"]["steps_in_window"] != 0
+    resumed, resumed_lrs = run(
+        AutoDropTrainer, make_args(tmp_path / "first"), resume=str(tmp_path / "first/checkpoint-301"), model_seed=7
+    )
+    assert autodrop_of(resumed).decisions == autodrop_of(straight).decisions and autodrop_of(straight).drops
+    assert resumed_lrs == {s: lr for s, lr in straight_lrs.items() if s > 301}
+
+
 @pytest.mark.parametrize("where", ["output_dir", "another_folder", "another_folder_with_a_trap"])
 @pytest.mark.parametrize("usage", ["autodrop_trainer", "stock_trainer"])
 def test_resume_mid_window_is_exact(tmp_path, usage, where):

@@ -331,6 +331,18 @@ class WindowedAngularVelocity:
             self.params, self.window_size, self.reduce_sums, self.world_size, self.sample_stride, sample_block
         )
 
+    def restart(self, window_size: int) -> None:
+        """Continue with windows of ``window_size`` steps, at a window end: the last window mean stays the
+        reference, and displacements and angles start anew from the next window (its first angle is three
+        windows away), so that no angle mixes two window sizes."""
+        if self.steps_in_window != 0:
+            raise RuntimeError("the window size can change only at a window end.")
+        if window_size < 1:
+            raise ValueError(f"window_size must be >= 1, got {window_size}.")
+        self.window_size = window_size
+        if self.phase is not WindowPhase.EMPTY:
+            self.phase = WindowPhase.SNAPSHOT
+
     @property
     def num_blocks_in_all_processes(self) -> int:
         """Blocks watched by all processes together, each counted once: about :attr:`total_elements` over

@@ -20,10 +20,11 @@ from .angular_velocity import (
     SAMPLED_ANGLE_ERROR_SCALE,
     TARGET_SAMPLED_BLOCKS,
     WindowedAngularVelocity,
+    WindowPhase,
     candidate_parameters,
     trainable_parameters,
 )
-from .config import UNKNOWN_HORIZON_DROP_FACTOR, AutoDropConfig
+from .config import POWER_DECAY_EXPONENT, AutoDropConfig
 from .history import append_record, truncate_history
 from .noise_floor import MomentumFilter, momentum_filter, noise_floor
 from .saturation import NoiseFloorTest, SaturationResult, SmoothedChangeTest
@@ -48,6 +49,8 @@ class AutoDrop:
     saturation test (:class:`~autodrop_hf.core.saturation.NoiseFloorTest` by default) decides. A drop
     lowers :attr:`scale` (see ``AutoDropConfig.drop_factor``); each parameter group's learning rate is
     then its schedule's value times ``max(scale, min_lr / peak_lr)``, from the very next optimizer step.
+    Once the learning rate is down to ``done_scale`` of its peak and a decision still finds no progress,
+    :attr:`done` says that training is done.
 
     Args:
         model_or_params: a module, tensors, or optimizer parameter groups; only tensors with
@@ -57,7 +60,7 @@ class AutoDrop:
         scheduler: the scheduler the drops act on: an :class:`~autodrop_hf.AutoDropLR`, any
             PyTorch/Hugging Face scheduler, or ``None`` to only keep :attr:`scale` and the records.
         num_training_steps: planned optimizer steps ``T``, for ``window_size="auto"`` and
-            ``drop_factor="auto"``; ``None`` when unknown (window 64, drops of 0.95).
+            ``drop_factor="auto"``; ``None`` when unknown (growing windows, inverse-square-root stairs).
         num_warmup_steps: optimizer steps not observed. By default the scheduler's warm-up: with an
             :class:`~autodrop_hf.AutoDropLR`, observation starts once its ``last_epoch`` passes its
             ``num_warmup_steps`` — right also when Accelerate steps a prepared scheduler once per
@@ -102,7 +105,9 @@ class AutoDrop:
         self.scheduler = scheduler
         self.num_training_steps = _optional_count("num_training_steps", num_training_steps, minimum=1)
         self.num_warmup_steps = _optional_count("num_warmup_steps", num_warmup_steps, minimum=0)
+        self.window_grows = self.config.window_grows(self.num_training_steps)
         self.window_size = self.config.resolve_window_size(self.num_training_steps)
+        self.drop_rule = self.config.resolve_drop_factor(self.num_training_steps)
         self._momentum_of_the_optimizer = momentum is None  # re-read at each window end
         self.momentum = self._momentum(momentum)
         self.noise_floor = None if self.momentum is None else noise_floor(self.window_size, self.momentum)
@@ -123,6 +128,7 @@ class AutoDrop:
         self.decisions: list[Decision] = []
         self.drops: list[int] = []
         self.last_record: dict[str, Any] | None = None
+        self.done_step: int | None = None
         self._said_no_signal = False
         self._warn_if_the_run_is_too_short()
 
@@ -217,7 +223,7 @@ class AutoDrop:
 
     def _warn_if_the_run_is_too_short(self) -> None:
         """Say at the start when the planned run cannot give an angle, or a decision, at this window size."""
-        if self.num_training_steps is None:
+        if self.num_training_steps is None or self.window_grows:
             return
         warmup = self.num_warmup_steps
         if warmup is None:
@@ -246,6 +252,8 @@ class AutoDrop:
         self.last_record = None
         if not self._observing() or max(self.lr_scales) == 0.0:
             return False  # warm-up, or the learning rate is 0 for good: nothing moves, nothing to decide
+        if self.window_grows and self.angular_velocity.phase is WindowPhase.EMPTY:
+            self._grow_window()  # observation starts: windows sized from the steps taken so far
         angle = self.angular_velocity.observe()
         if self.angular_velocity.steps_in_window != 0:
             return False
@@ -262,7 +270,12 @@ class AutoDrop:
             self._say_if_no_signal(result)
             if result.saturated:
                 self.test.reset()
+                was_low = self._at_done_level()
                 dropped = self._drop()
+                if self.done_step is None and (was_low or max(self.lr_scales) == 0.0):
+                    self._say_done(result.statistic)
+            if self.window_grows:
+                self._grow_window()
         self._watch_new_parameters()
         self.last_record = self._record(angle, result, dropped)
         if self.history_file is not None and self._is_first_process():
@@ -295,9 +308,12 @@ class AutoDrop:
 
     def _drop(self) -> bool:
         """Lower the scale; whether some group's learning rate changed."""
-        factor = self.config.drop_factor
-        if factor == "auto":
-            factor = self._linear_factor() if self.num_training_steps else UNKNOWN_HORIZON_DROP_FACTOR
+        if self.drop_rule == "linear":
+            factor = self._linear_factor()
+        elif self.drop_rule == "power":
+            factor = self._power_factor()
+        else:
+            factor = self.drop_rule
         old, scale = self.lr_scales, self.scale * factor
         new = [max(scale, floor) for floor in self.floors]
         if new != old and self.scheduler is not None:
@@ -313,6 +329,51 @@ class AutoDrop:
         remaining = self.num_training_steps - self.num_steps
         interval = self.config.buffer_size * self.window_size
         return max(0.0, 1 - interval / remaining) if remaining > 0 else 0.0
+
+    def _power_factor(self) -> float:
+        """The stair of an inverse-square-root decay from the previous decision to this one (the first
+        decision is its start: no drop)."""
+        if len(self.decisions) < 2:
+            return 1.0
+        return (self.decisions[-2][0] / self.num_steps) ** POWER_DECAY_EXPONENT
+
+    def _grow_window(self) -> None:
+        """Growing windows: the window size the steps taken give, from the next window on."""
+        size = self.config.resolve_window_size(self.num_training_steps, self.num_steps)
+        if size == self.window_size:
+            return
+        self.angular_velocity.restart(size)
+        self._set_window_size(size)
+
+    def _set_window_size(self, size: int) -> None:
+        self.window_size = size
+        if self.momentum is not None:
+            self.noise_floor = noise_floor(size, self.momentum)
+            if isinstance(self.test, NoiseFloorTest):
+                self.test.noise_floor = self.noise_floor
+
+    def _at_done_level(self) -> bool:
+        """Whether every group's learning rate is at most ``done_scale`` of its peak, or at its floor."""
+        floors = zip(self.lr_scales, self.floors, strict=True)
+        return all(scale <= max(self.config.done_scale, floor) for scale, floor in floors)
+
+    def _say_done(self, statistic: float) -> None:
+        self.done_step = self.num_steps
+        logger.info(
+            "AutoDrop: training is done at step %d: the learning rate is %.3g of its peak (done_scale %g) and the "
+            "angle still shows no progress (z = %.2f, hold below -%g).",
+            self.num_steps,
+            max(self.lr_scales),
+            self.config.done_scale,
+            statistic,
+            self.config.drift_z,
+        )
+
+    @property
+    def done(self) -> bool:
+        """Whether training is done: a decision found the angle saturated with every group's learning rate at
+        most ``done_scale`` of its peak (or at its ``min_lr``), or the learning rate reached 0. It stays done."""
+        return self.done_step is not None
 
     @property
     def lr_scales(self) -> list[float]:
@@ -340,7 +401,7 @@ class AutoDrop:
             logger.warning(
                 "AutoDrop: at window_size=%d the angle has stayed within noise of its floor ψ = %.2f° (momentum "
                 "%.3g) for %d windows: it carries no sign of progress, training is noise-dominated here, and "
-                "the learning rate drops at each decision (said once).",
+                "it drops the learning rate at every decision that finds no progress (said once).",
                 self.window_size,
                 self.noise_floor,
                 self.momentum.beta,
@@ -382,12 +443,14 @@ class AutoDrop:
             "lr": None if groups is None else groups[0]["lr"],
             "lr_scale": self.scale,
             "dropped": dropped,
+            "done": self.done,
         }
 
     def log_dict(self) -> dict[str, float]:
         """The ``autodrop/*`` values for a logger (``accelerator.log``, TensorBoard): the last angle, its
         noise floor, the last decision's statistic, the last smoothed angle (paper's test), the scale and
-        the number of drops. Keys without a value yet are left out (logs stay strict JSON)."""
+        the number of drops, and whether training is done (1.0) or not (0.0). Keys without a value yet are
+        left out (logs stay strict JSON)."""
         values: dict[str, float] = {}
         if self.angles:
             values["autodrop/angular_velocity"] = self.angles[-1][1]
@@ -399,6 +462,7 @@ class AutoDrop:
             values["autodrop/smoothed"] = self.smoothed[-1][1]
         values["autodrop/lr_scale"] = self.scale
         values["autodrop/num_drops"] = len(self.drops)
+        values["autodrop/done"] = float(self.done)
         return values
 
     # ------------------------------------------------------------------------------- state
@@ -415,6 +479,7 @@ class AutoDrop:
             "smoothed": [list(record) for record in self.smoothed],
             "decisions": [list(record) for record in self.decisions],
             "drops": list(self.drops),
+            "done_step": self.done_step,
             "test": self.test.state_dict(),
             "angular_velocity": self.angular_velocity.state_dict(),
         }
@@ -436,7 +501,9 @@ class AutoDrop:
             for name in ("saturation_test", "window_size", "buffer_size", "sample_fraction")
             if saved.get(name) != getattr(self.config, name)
         ]
-        if state["angular_velocity"]["window_size"] != self.window_size:
+        if self.window_grows:
+            saved_window = state["angular_velocity"]["window_size"]  # the size reached: it grows again from there
+        elif state["angular_velocity"]["window_size"] != self.window_size:
             changed.append(f"resolved window_size {state['angular_velocity']['window_size']} -> {self.window_size}")
         if state["parameters"] != [list(p.shape) for p in self.angular_velocity.params]:
             changed.append("the watched parameters (another model, or other trainable tensors)")
@@ -451,13 +518,23 @@ class AutoDrop:
                 UserWarning,
             )
             self.num_steps = values["num_steps"]
+            self.done_step = values["done_step"]
             self._set_scale(values["scale"])
             self._truncate_history()
             return
         test = self._new_test()
         test.load_state_dict(state["test"])
-        self.angular_velocity.load_state_dict(state["angular_velocity"])  # validates before it copies
+        meter, window = self.angular_velocity, self.window_size
+        if self.window_grows:
+            meter.window_size = saved_window if isinstance(saved_window, int) and saved_window >= 1 else window
+        try:
+            meter.load_state_dict(state["angular_velocity"])  # validates before it copies
+        except Exception:
+            meter.window_size = window
+            raise
         self.test = test
+        self._set_window_size(meter.window_size)
+        self.done_step = values["done_step"]
         self.num_steps = values["num_steps"]
         self.num_warmup_steps = values["num_warmup_steps"]
         self.angles, self.smoothed = values["angles"], values["smoothed"]
@@ -557,6 +634,8 @@ def _validated_state(state: dict[str, Any]) -> dict[str, Any]:
     }
     warmup = state.get("num_warmup_steps")
     values["num_warmup_steps"] = None if warmup is None else field("num_warmup_steps", count, "an integer >= 0")
+    done = state.get("done_step")  # states from before the done signal have none
+    values["done_step"] = None if done is None else field("done_step", count, "None or an integer >= 0")
     for name in ("parameters", "test", "angular_velocity"):
         field(name, lambda v: v if v is not None else None, "present")
     return values

@@ -7,12 +7,19 @@ import numbers
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, Literal
 
-#: Window size used when ``window_size="auto"`` but the planned number of steps is unknown (the paper's CIFAR value).
+#: The paper's test's window size when ``window_size="auto"`` and the planned number of steps is unknown (the
+#: paper's CIFAR value).
 DEFAULT_WINDOW_SIZE = 64
 #: ``window_size="auto"`` aims at this many windows per run (the paper has 800-1,200).
 AUTO_WINDOWS_PER_RUN = 1000
-#: Factor of each drop with ``drop_factor="auto"`` when the planned number of steps is unknown (the paper's ρ).
-UNKNOWN_HORIZON_DROP_FACTOR = 0.95
+#: Growing windows (``window_size="growing"``, the noise-floor test's ``"auto"`` without a horizon) are at most
+#: ``1 / GROWING_WINDOW_DIVISOR`` of the steps taken.
+GROWING_WINDOW_DIVISOR = 50
+#: ``drop_factor="power"``: drops are the stairs of the decay ``(t / t_0) ** -POWER_DECAY_EXPONENT``.
+POWER_DECAY_EXPONENT = 0.5
+#: The window sizes that are not a number, and the drop factors that are not a number.
+WINDOW_SIZES = ("auto", "growing")
+DROP_FACTORS = ("auto", "linear", "power")
 #: The saturation tests: the default compares the angle with its noise floor; the paper's watches the smoothed angle.
 SATURATION_TESTS = ("noise_floor", "smoothed_change")
 
@@ -33,12 +40,19 @@ class AutoDropConfig:
             ``"smoothed_change"``: the paper's Algorithm 1, a drop when two consecutive Gaussian-smoothed
             angles differ by less than ``threshold`` degrees.
         window_size: optimizer steps per window ``k``. ``"auto"``: ``max(1, round(T / 1000))`` for ``T``
-            planned optimizer steps, 64 if ``T`` is unknown.
+            planned optimizer steps; without ``T``, ``"growing"`` (64 for the paper's test).
+            ``"growing"``: the largest power of 2 that is at most ``t / 50`` at step ``t``, re-read at each
+            decision: the window doubles as the run doubles, so the angle sees ever slower progress and the
+            decisions are evenly spaced in log-time (each new size restarts the displacements: three
+            windows before its first angle). The noise-floor test only.
         drop_factor: what a drop does to the learning rate. A number ρ in (0, 1): multiply it by ρ.
-            ``"auto"`` (default): with a known number of training steps, each drop lowers it by the
-            fraction of the remaining steps that one decision interval (``buffer_size · window_size``
-            steps) takes, so that drops at every decision trace a linear decay to 0 at the last step;
-            held while the test sees progress. With an unknown number of steps, ρ = 0.95.
+            ``"auto"`` (default): with a known number of training steps, ``"linear"``, without,
+            ``"power"``. ``"linear"``: each drop lowers it by the fraction of the remaining steps that one
+            decision interval (``buffer_size · window_size`` steps) takes, so that drops at every decision
+            trace a linear decay to 0 at the last step. ``"power"``: a drop at step ``t`` multiplies it by
+            ``sqrt(t_prev / t)``, ``t_prev`` the previous decision's step, so that drops at every decision
+            trace the inverse-square-root decay ``(t / t_0) ** -0.5`` from the first decision ``t_0``; it
+            needs no horizon. Either way a hold (the test sees progress) pauses the decay.
         buffer_size: ``m``, the number of angles each decision reads (at least 2); with the paper's
             test, the number the Gaussian filter smooths. Two drops are at least ``m`` windows apart
             (``m + 1`` with the paper's test).
@@ -48,6 +62,11 @@ class AutoDropConfig:
             angle must be for the test to see progress and hold the learning rate.
         min_lr: floor of the learning rate, per parameter group (a number for all groups, or a list with
             one per group), as in ``ReduceLROnPlateau``; drops stop there.
+        done_scale: training is *done* (:attr:`AutoDrop.done`) at the first decision that finds the angle
+            saturated once every group's learning rate is at most this fraction of its peak (or at its
+            ``min_lr``): it has come down as far as is useful and the angle still shows no progress.
+        stop_when_done: the Trainer callback stops training when it is done (a plain loop reads
+            :attr:`AutoDrop.done` and breaks).
         sample_fraction: the memory-light mode: watch this fraction of the trainable elements, in contiguous
             blocks of 8 (every ``round(1 / sample_fraction)``-th block, the same on every process and
             after a resume; smaller blocks, down to 1 element, where the sample would hold fewer than 16,384
@@ -62,18 +81,20 @@ class AutoDropConfig:
             "gives (training still progressing); 'smoothed_change': the paper's test on the smoothed angle."
         },
     )
-    window_size: int | Literal["auto"] = field(
+    window_size: int | Literal["auto", "growing"] = field(
         default="auto",
         metadata={
-            "help": "Optimizer steps per AutoDrop window (an integer, or 'auto' = max(1, round(T / 1000)) "
-            "for T planned optimizer steps, 64 if unknown)."
+            "help": "Optimizer steps per AutoDrop window: an integer; 'growing' (the largest power of 2 at most "
+            "1/50 of the steps taken); or 'auto' = max(1, round(T / 1000)) for T planned optimizer steps, "
+            "'growing' if T is unknown."
         },
     )
-    drop_factor: float | Literal["auto"] = field(
+    drop_factor: float | Literal["auto", "linear", "power"] = field(
         default="auto",
         metadata={
-            "help": "Factor (0 < ρ < 1) the learning rate is multiplied by at each drop, or 'auto': drops "
-            "that follow a linear decay to 0 at the last step, floored at min_lr (0.95 if the step count is unknown)."
+            "help": "What a drop does: a factor 0 < ρ < 1; 'linear' (stairs of a linear decay to 0 at the last "
+            "step); 'power' (stairs of an inverse-square-root decay, no horizon needed); or 'auto' = 'linear' "
+            "if the number of steps is known, else 'power'."
         },
     )
     buffer_size: int = field(
@@ -92,6 +113,17 @@ class AutoDropConfig:
         default=0.0,
         metadata={"help": "Floor of the learning rate (one value, or one per parameter group); drops stop there."},
     )
+    done_scale: float = field(
+        default=0.1,
+        metadata={
+            "help": "Training is done at a saturated decision once the learning rate is at most this fraction "
+            "of its peak (or at min_lr)."
+        },
+    )
+    stop_when_done: bool = field(
+        default=False,
+        metadata={"help": "Stop training when AutoDrop says it is done (evaluated and saved as at the end)."},
+    )
     sample_fraction: float = field(
         default=1.0,
         metadata={"help": "Memory-light mode: watch this fraction of the parameters, in blocks (1 = all of them)."},
@@ -101,11 +133,22 @@ class AutoDropConfig:
         if self.saturation_test not in SATURATION_TESTS:
             raise ValueError(f"saturation_test must be one of {SATURATION_TESTS}, got {self.saturation_test!r}.")
         window = self.window_size
-        if window != "auto":
-            object.__setattr__(self, "window_size", _integer("window_size", window, 1, "an integer >= 1 or 'auto'"))
-        if self.drop_factor != "auto":
-            value = _real("drop_factor", self.drop_factor, "0 < drop_factor < 1 or 'auto'", lambda v: 0 < v < 1)
+        if window not in WINDOW_SIZES:
+            window = _integer("window_size", window, 1, "an integer >= 1, 'auto' or 'growing'")
+            object.__setattr__(self, "window_size", window)
+        if self.drop_factor not in DROP_FACTORS:
+            allowed = "0 < drop_factor < 1, or 'auto', 'linear' or 'power'"
+            value = _real("drop_factor", self.drop_factor, allowed, lambda v: 0 < v < 1)
             object.__setattr__(self, "drop_factor", value)
+        done = _real("done_scale", self.done_scale, "0 < done_scale <= 1", lambda v: 0 < v <= 1)
+        object.__setattr__(self, "done_scale", done)
+        if not isinstance(self.stop_when_done, bool):
+            raise ValueError(f"stop_when_done must be True or False, got {_describe(self.stop_when_done)}.")
+        if window == "growing" and self.saturation_test != "noise_floor":
+            raise ValueError(
+                "window_size='growing' needs saturation_test='noise_floor' (the paper's test compares consecutive "
+                "angles, which a change of window size would shift): give the paper's test a window size."
+            )
         object.__setattr__(self, "buffer_size", _integer("buffer_size", self.buffer_size, 2, "an integer >= 2"))
         threshold = _real("threshold", self.threshold, "threshold > 0 (degrees)", lambda v: v > 0)
         object.__setattr__(self, "threshold", threshold)
@@ -143,25 +186,53 @@ class AutoDropConfig:
         return cls(**{"saturation_test": "smoothed_change", "drop_factor": 0.95, **overrides})
 
     @classmethod
+    def anytime(cls, **overrides: Any) -> AutoDropConfig:
+        """The horizon-free rule, whether or not the number of steps is known: growing windows and
+        inverse-square-root stairs (``window_size="growing"``, ``drop_factor="power"``); what ``"auto"`` gives
+        a run of unknown length. Keyword arguments override single values."""
+        return cls(**{"window_size": "growing", "drop_factor": "power", **overrides})
+
+    @classmethod
     def preset(cls, name: str, **overrides: Any) -> AutoDropConfig:
-        """``"default"`` (the library's rule) or ``"paper"``, with ``overrides``."""
-        if name == "paper":
-            return cls.paper(**overrides)
-        if name == "default":
-            return cls(**overrides)
-        raise ValueError(f"unknown AutoDrop preset {name!r}: use 'default' or 'paper'.")
+        """``"default"`` (the library's rule), ``"anytime"`` (the horizon-free rule) or ``"paper"``, with
+        ``overrides``."""
+        presets = {"default": cls, "anytime": cls.anytime, "paper": cls.paper}
+        if name not in presets:
+            raise ValueError(f"unknown AutoDrop preset {name!r}: use one of {sorted(presets)}.")
+        return presets[name](**overrides)
 
     def replace(self, **changes: Any) -> AutoDropConfig:
         """A copy with ``changes`` (validated)."""
         return replace(self, **changes)
 
-    def resolve_window_size(self, num_training_steps: int | None) -> int:
-        """The window size in optimizer steps, resolving ``"auto"`` from the planned step count."""
+    def window_grows(self, num_training_steps: int | None) -> bool:
+        """Whether the window grows with the steps taken: ``"growing"``, or ``"auto"`` for the noise-floor
+        test without a planned step count."""
+        if self.window_size == "auto":
+            return not _known(num_training_steps) and self.saturation_test == "noise_floor"
+        return self.window_size == "growing"
+
+    def resolve_window_size(self, num_training_steps: int | None, step: int = 0) -> int:
+        """The window size in optimizer steps at optimizer step ``step``, resolving ``"auto"`` from the
+        planned step count and ``"growing"`` from ``step`` (:func:`growing_window_size`)."""
+        if self.window_grows(num_training_steps):
+            return growing_window_size(step)
         if self.window_size != "auto":
             return self.window_size
-        if num_training_steps is None or num_training_steps <= 0:
+        if not _known(num_training_steps):
             return DEFAULT_WINDOW_SIZE
         return max(1, round(num_training_steps / AUTO_WINDOWS_PER_RUN))
+
+    def resolve_drop_factor(self, num_training_steps: int | None) -> float | Literal["linear", "power"]:
+        """ρ, ``"linear"`` or ``"power"``: ``"auto"`` is ``"linear"`` with a planned step count, else ``"power"``."""
+        if self.drop_factor == "auto":
+            return "linear" if _known(num_training_steps) else "power"
+        if self.drop_factor == "linear" and not _known(num_training_steps):
+            raise ValueError(
+                "drop_factor='linear' decays to 0 at the last step and needs num_training_steps; without a "
+                "horizon use 'power' or 'auto'."
+            )
+        return self.drop_factor
 
     @property
     def sample_stride(self) -> int:
@@ -195,6 +266,16 @@ class AutoDropConfig:
         if isinstance(values["min_lr"], tuple):
             values["min_lr"] = list(values["min_lr"])
         return values
+
+
+def _known(num_training_steps: int | None) -> bool:
+    return num_training_steps is not None and num_training_steps > 0
+
+
+def growing_window_size(step: int) -> int:
+    """``window_size="growing"`` at optimizer step ``step``: the largest power of 2 that is at most
+    ``step / GROWING_WINDOW_DIVISOR`` (at least 1)."""
+    return 1 << max(0, int(step // GROWING_WINDOW_DIVISOR).bit_length() - 1)
 
 
 def _plain_number(value: Any) -> Any:

@@ -18,7 +18,7 @@ import math
 
 import torch
 
-from .config import UNKNOWN_HORIZON_DROP_FACTOR, AutoDropConfig
+from .config import AutoDropConfig
 
 
 def pure_noise_angle(window_size: int, momentum: float) -> float:
@@ -40,7 +40,7 @@ class ReferenceAutoDrop:
     """The decision rule on a float64 parameter vector, one optimizer step at a time.
 
     Args:
-        config: the hyper-parameters (``window_size`` must be resolved: an integer).
+        config: the hyper-parameters (``window_size`` an integer, or ``"growing"``).
         momentum: the optimizer's heavy-ball momentum β, for the noise floor.
         num_training_steps: ``T`` for ``drop_factor="auto"`` (``None``: unknown).
         num_warmup_steps: steps not observed.
@@ -56,7 +56,9 @@ class ReferenceAutoDrop:
         floors: tuple[float, ...] = (0.0,),
     ) -> None:
         self.config = config
-        self.k = config.window_size
+        self.momentum = momentum
+        self.growing = config.window_size == "growing"
+        self.k = 1 if self.growing else config.window_size
         self.psi = pure_noise_angle(self.k, momentum)
         self.total = num_training_steps
         self.warmup = num_warmup_steps
@@ -70,7 +72,9 @@ class ReferenceAutoDrop:
         self.z = math.nan  # noise-floor test: the last decision's statistic
         self.scale = 1.0
         self.angles: list[tuple[int, float]] = []
+        self.decision_steps: list[int] = []
         self.drops: list[int] = []
+        self.done_step: int | None = None
 
     def lr_scales(self) -> list[float]:
         return [max(self.scale, floor) for floor in self.floors]
@@ -80,6 +84,8 @@ class ReferenceAutoDrop:
         self.step_count += 1
         if self.step_count <= self.warmup or max(self.lr_scales()) == 0.0:
             return False
+        if self.growing and self.step_count == self.warmup + 1:
+            self.resize()  # observation starts
         self.window.append(parameters.detach().double().flatten().clone())
         if len(self.window) < self.k:
             return False
@@ -100,21 +106,43 @@ class ReferenceAutoDrop:
         angle = math.degrees(math.acos(min(1.0, max(-1.0, cosine))))
         self.angles.append((self.step_count, angle))
         self.buffer.append(angle)
-        if not self.saturated():
-            return False
-        old = self.lr_scales()
-        self.scale *= self.drop_factor()
-        if self.lr_scales() == old:
-            return False
-        self.drops.append(self.step_count)
-        return True
+        saturated = self.saturated()
+        decided = self.decided
+        if decided:
+            self.decision_steps.append(self.step_count)
+        dropped = False
+        if saturated:
+            old = self.lr_scales()
+            low = all(s <= max(self.config.done_scale, f) for s, f in zip(old, self.floors, strict=True))
+            self.scale *= self.drop_factor()
+            dropped = self.lr_scales() != old
+            if dropped:
+                self.drops.append(self.step_count)
+            if self.done_step is None and (low or max(self.lr_scales()) == 0.0):
+                self.done_step = self.step_count
+        if decided and self.growing:
+            self.resize()
+        return dropped
+
+    def resize(self) -> None:
+        """Growing windows: the largest power of 2 at most 1/50 of the steps taken; a new size starts the
+        chain of window means afresh."""
+        k = 1
+        while 2 * k <= self.step_count / 50:
+            k *= 2
+        if k != self.k:
+            self.k, self.psi = k, pure_noise_angle(k, self.momentum)
+            self.means, self.previous_displacement = [], None
 
     def saturated(self) -> bool:
-        """The saturation test on the buffer of angles (it empties the buffer when it decides)."""
+        """The saturation test on the buffer of angles (it empties the buffer when it decides); sets
+        :attr:`decided`."""
         m = self.config.buffer_size
+        self.decided = False
         if len(self.buffer) < m:
             return False
         if self.config.saturation_test == "noise_floor":
+            self.decided = True
             angles, self.buffer = self.buffer, []
             self.z = self.statistic(angles)
             return self.z >= -self.config.drift_z
@@ -130,6 +158,7 @@ class ReferenceAutoDrop:
             smoothed = sum(w * b for w, b in zip(weights, buffer, strict=True)) / sum(weights)
         self.buffer = buffer[1:]
         previous, self.previous_smoothed = self.previous_smoothed, smoothed
+        self.decided = previous is not None
         if previous is not None and abs(smoothed - previous) < self.config.threshold:
             self.buffer, self.previous_smoothed = [], None
             return True
@@ -148,11 +177,17 @@ class ReferenceAutoDrop:
         return (mean - self.psi) / math.sqrt(squares / (m - 1) * (1 + r) / ((1 - r) * m))
 
     def drop_factor(self) -> float:
-        """ρ, or with ``"auto"`` the step of a linear decay to 0 at step T over one decision interval."""
-        if self.config.drop_factor != "auto":
-            return self.config.drop_factor
-        if self.total is None:
-            return UNKNOWN_HORIZON_DROP_FACTOR
+        """ρ; ``"linear"``: the step of a linear decay to 0 at step T over one decision interval; ``"power"``:
+        the step of the decay ``t ** -0.5`` since the previous decision (none at the first)."""
+        rule = self.config.drop_factor
+        if rule == "auto":
+            rule = "power" if self.total is None else "linear"
+        if rule == "power":
+            if len(self.decision_steps) < 2:
+                return 1.0
+            return math.sqrt(self.decision_steps[-2] / self.decision_steps[-1])
+        if rule != "linear":
+            return rule
         remaining = self.total - self.step_count
         interval = self.config.buffer_size * self.k
         return max(0.0, 1 - interval / remaining) if remaining > 0 else 0.0

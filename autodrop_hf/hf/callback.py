@@ -48,7 +48,9 @@ class AutoDropCallback(TrainerCallback):
       resumes from.
     - ``on_step_end``: once per optimizer step, after ``lr_scheduler.step()``, so a drop changes
       the learning rate from the very next optimizer step; skipped when the optimizer skipped
-      its step (fp16 overflow), as the scheduler does. Each window is a line of ``output_dir/autodrop_history.jsonl``
+      its step (fp16 overflow), as the scheduler does. With ``stop_when_done``, training stops at the step
+      AutoDrop says it is done, evaluated and saved as at the end of a run (every process at the same step).
+      Each window is a line of ``output_dir/autodrop_history.jsonl``
       (of the trial's ``output_dir/run-<id>`` under ``hyperparameter_search``, as its checkpoints).
     - ``on_log``: ``autodrop/angular_velocity``, ``autodrop/noise_floor``, ``autodrop/statistic``,
       ``autodrop/smoothed`` (paper's test), ``autodrop/lr_scale`` and ``autodrop/num_drops`` go into
@@ -205,9 +207,12 @@ class AutoDropCallback(TrainerCallback):
     ) -> None:
         if self.autodrop is None or getattr(optimizer, "step_was_skipped", False):
             return
+        was_done = self.autodrop.done
         self.autodrop.step()
         if self.autodrop.last_record is not None and state.is_world_process_zero:
             append_record(self._run_dir / HISTORY_FILE, self.autodrop.last_record)
+        if self.autodrop.done and not was_done and self.autodrop.config.stop_when_done:
+            stop_as_at_the_end(args, control)
 
     def on_log(
         self,
@@ -237,6 +242,13 @@ class AutoDropCallback(TrainerCallback):
         history = self._run_dir / HISTORY_FILE
         if args.should_save and history.exists():
             shutil.copyfile(history, folder / HISTORY_FILE)
+
+
+def stop_as_at_the_end(args: TrainingArguments, control: TrainerControl) -> None:
+    """Stop training now, with the evaluation and the save that the last step of a run gets."""
+    control.should_training_stop = True
+    control.should_evaluate = args.eval_strategy != "no"
+    control.should_save = args.save_strategy != "no"
 
 
 def check_deepspeed(args: TrainingArguments) -> None:

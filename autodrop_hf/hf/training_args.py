@@ -23,7 +23,7 @@ from ..core.config import AutoDropConfig
 #: The scheduler name that selects AutoDrop (linear warm-up, then drops on saturation).
 AUTODROP_SCHEDULER = "autodrop"
 #: The presets ``--autodrop_preset`` accepts.
-PRESETS = ("default", "paper")
+PRESETS = ("default", "anytime", "paper")
 
 
 class AutoDropSchedulerName(str):
@@ -102,7 +102,7 @@ def _schedule_arguments(name: str) -> set[str] | None:
 def _command_line_type(annotation: str) -> type:
     """The type a flag is parsed as: unions ("auto" or a number, one or several floors) are strings."""
     resolved = typing.get_type_hints(AutoDropConfig)[annotation]
-    return resolved if resolved in (int, float) else str
+    return resolved if resolved in (int, float, bool) else str
 
 
 def _flag(config_field: Any) -> tuple[str, Any, Any]:
@@ -114,6 +114,8 @@ def _flag(config_field: Any) -> tuple[str, Any, Any]:
     metadata = {"help": help_text}
     if config_field.name == "saturation_test":
         metadata["choices"] = ["noise_floor", "smoothed_change"]
+    if flag_type is bool:  # --autodrop_stop_when_done alone means true, as Hugging Face's own switches
+        metadata.update(nargs="?", const=True)
     return f"autodrop_{config_field.name}", flag_type | None, field(default=None, metadata=metadata)
 
 
@@ -122,7 +124,7 @@ def _parse_flag(name: str, value: Any) -> Any:
     if not isinstance(value, str) or name == "saturation_test":
         return value
     text = value.strip()
-    if text == "auto":
+    if text in ("auto", "growing", "linear", "power"):
         return text
     if name == "min_lr" and ("," in text or text.startswith("[")):
         parts = json.loads(text) if text.startswith("[") else text.split(",")
@@ -164,7 +166,11 @@ class _AutoDropArgumentsBase:
     )
     autodrop_preset: str = field(
         default="default",
-        metadata={"help": "AutoDrop: 'default' (the library's rule) or 'paper' (the paper's).", "choices": PRESETS},
+        metadata={
+            "help": "AutoDrop: 'default' (the library's rule), 'anytime' (the horizon-free rule: growing windows, "
+            "inverse-square-root stairs) or 'paper' (the paper's).",
+            "choices": PRESETS,
+        },
     )
 
 
