@@ -30,7 +30,11 @@ def trace_of(output_dir: Path) -> dict[str, dict[str, list]]:
     if state_file.exists():
         log = json.loads(state_file.read_text())["log_history"]
         trace["train"] = _columns([e for e in log if "learning_rate" in e], ("step", "learning_rate", "loss"))
-        trace["eval"] = _columns([e for e in log if "eval_loss" in e], ("step", "eval_loss"))
+        evals = [e for e in log if "eval_loss" in e]
+        metrics = sorted(
+            {k for e in evals for k in e if k.startswith("eval_") and not k.endswith(("_runtime", "_second"))}
+        )
+        trace["eval"] = _columns(evals, ("step", *metrics))
     history_file = output_dir / HISTORY_FILE
     if history_file.exists():
         history = read_history(history_file)

@@ -97,8 +97,9 @@ def test_collect_run_keeps_results_and_traces(tmp_path: Path) -> None:
     (out / "results.json").write_text(json.dumps({"eval_accuracy": 0.7, "drops": 1}))
     log = [
         {"step": 10, "learning_rate": 5e-5, "loss": 0.69},
-        {"step": 10, "eval_loss": 0.6, "eval_accuracy": 0.7},
+        {"step": 10, "eval_loss": 0.6, "eval_accuracy": 0.7, "eval_runtime": 1.5, "eval_samples_per_second": 9.0},
         {"step": 20, "learning_rate": 2.5e-5, "loss": 0.5},
+        {"step": 20, "eval_loss": 0.5, "eval_accuracy": 0.75},
     ]
     (out / "trainer_state.json").write_text(json.dumps({"log_history": log}))
     history = [
@@ -109,7 +110,7 @@ def test_collect_run_keeps_results_and_traces(tmp_path: Path) -> None:
     (out / "autodrop_history.jsonl").write_text("".join(json.dumps(h) + "\n" for h in history))
     trace = collect_run.trace_of(out)
     assert trace["train"] == {"step": [10, 20], "learning_rate": [5e-5, 2.5e-5], "loss": [0.69, 0.5]}
-    assert trace["eval"] == {"step": [10], "eval_loss": [0.6]}
+    assert trace["eval"] == {"step": [10, 20], "eval_accuracy": [0.7, 0.75], "eval_loss": [0.6, 0.5]}
     assert trace["autodrop"] == {
         "step": [12, 16], "angle": [20.0, 26.0], "noise_floor": 25.8, "smoothed": [None, None], "drop_steps": [16],
         "decisions": {"step": [12, 16], "statistic": [-3.1, 0.4], "dropped": [False, True]},

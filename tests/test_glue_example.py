@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 from tiny import save_tiny_model_dir
+from transformers import TrainerCallback
 
 EXAMPLE = Path(__file__).parents[1] / "examples" / "glue"
 sys.path.insert(0, str(EXAMPLE))
@@ -147,6 +148,25 @@ def test_glue_tsv_end_to_end(tmp_path, monkeypatch, model_dir, task, metrics):
         names = list(GLUE_TASKS[task].label_names)
         assert config["id2label"] == {str(i): name for i, name in enumerate(names)}
         assert config["label2id"] == {name: i for i, name in enumerate(names)}
+
+
+def test_early_stopping_patience_adds_the_callback(tmp_path, monkeypatch, model_dir):
+    made = []
+
+    class Stopper(TrainerCallback):  # stands for EarlyStoppingCallback: records its patience, stops at step 4
+        def __init__(self, early_stopping_patience):
+            made.append(early_stopping_patience)
+
+        def on_step_end(self, args, state, control, **kwargs):
+            control.should_training_stop = state.global_step == 4
+
+    monkeypatch.setattr(run_glue, "EarlyStoppingCallback", Stopper)
+    write_glue_task(tmp_path / "glue", "cola")
+    arguments = ["--glue_dir", str(tmp_path / "glue"), "--task_name", "cola", "--model_name_or_path", model_dir]
+    summary = run_script(monkeypatch, tmp_path / "out", *arguments, "--early_stopping_patience", "3")
+    assert made == [3] and summary["optimizer_steps"] == 4
+    made.clear()
+    assert run_script(monkeypatch, tmp_path / "out2", *arguments)["optimizer_steps"] == 12 and made == []
 
 
 def test_csv_files_and_json_config(tmp_path, monkeypatch, model_dir):

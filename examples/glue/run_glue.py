@@ -35,6 +35,7 @@ from transformers import (
     AutoModelForSequenceClassification,
     AutoTokenizer,
     DataCollatorWithPadding,
+    EarlyStoppingCallback,
     EvalPrediction,
     HfArgumentParser,
     default_data_collator,
@@ -90,6 +91,13 @@ class DataTrainingArguments:
     max_train_samples: int | None = field(default=None, metadata={"help": "Use only this many training examples."})
     max_eval_samples: int | None = field(default=None, metadata={"help": "Use only this many evaluation examples."})
     overwrite_cache: bool = field(default=False, metadata={"help": "Recompute tokenized data sets."})
+    early_stopping_patience: int | None = field(
+        default=None,
+        metadata={
+            "help": "Stop when metric_for_best_model has not improved for this many evaluations "
+            "(EarlyStoppingCallback; needs --load_best_model_at_end and --metric_for_best_model)."
+        },
+    )
 
     def __post_init__(self) -> None:
         if self.task_name is not None:
@@ -313,6 +321,7 @@ def main() -> dict[str, float]:
         compute_metrics=compute_metrics,
         processing_class=tokenizer,
         data_collator=data_collator,
+        callbacks=early_stopping(data_args.early_stopping_patience),
     )
 
     summary: dict[str, float] = {}
@@ -341,6 +350,10 @@ def main() -> dict[str, float]:
         seconds = time.perf_counter() - start
         summary.update(report(trainer, training_args, task_name, metric_task, summary, seconds))
     return summary
+
+
+def early_stopping(patience: int | None) -> list[EarlyStoppingCallback]:
+    return [] if patience is None else [EarlyStoppingCallback(early_stopping_patience=patience)]
 
 
 def report(trainer, training_args, task_name, metric_task, final_eval: dict, seconds: float) -> dict[str, float]:
