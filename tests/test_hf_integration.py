@@ -8,10 +8,17 @@ import warnings
 import pytest
 import torch
 from tiny import TokenParity, tiny_bert
-from transformers import Trainer, TrainingArguments
+from transformers import MarianConfig, MarianMTModel, Trainer, TrainingArguments
 from transformers.trainer_utils import default_compute_objective
 
-from autodrop_hf import AutoDropCallback, AutoDropConfig, AutoDropTrainer, AutoDropTrainingArguments
+from autodrop_hf import (
+    AutoDropCallback,
+    AutoDropConfig,
+    AutoDropSeq2SeqTrainer,
+    AutoDropSeq2SeqTrainingArguments,
+    AutoDropTrainer,
+    AutoDropTrainingArguments,
+)
 
 
 def _values(tmp_path, **overrides):
@@ -38,6 +45,61 @@ def test_model_card_and_argument_round_trips_work_with_autodrop(tmp_path):
     reloaded = torch.load(tmp_path / "training_args.bin", weights_only=False)
     assert reloaded.lr_scheduler_type == "autodrop" and reloaded.autodrop_config() == AutoDropConfig.paper()
     assert pickle.loads(pickle.dumps(args)).lr_scheduler_type.value == "autodrop"
+
+
+class Pairs(torch.utils.data.Dataset):
+    """Sequence-to-sequence pairs for a tiny Marian model: the target is the source reversed."""
+
+    def __init__(self, size: int, seed: int = 0) -> None:
+        generator = torch.Generator().manual_seed(seed)
+        self.sources = torch.randint(3, 30, (size, 6), generator=generator)
+
+    def __len__(self) -> int:
+        return len(self.sources)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        return {"input_ids": self.sources[index], "labels": self.sources[index].flip(0)}
+
+
+def _tiny_marian():
+    torch.manual_seed(0)
+    config = MarianConfig(vocab_size=32, d_model=16, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
+                          decoder_attention_heads=2, encoder_ffn_dim=32, decoder_ffn_dim=32, max_position_embeddings=16,
+                          pad_token_id=0, eos_token_id=1, decoder_start_token_id=0)  # fmt: skip
+    return MarianMTModel(config)
+
+
+@pytest.mark.parametrize("route", ["callback", "autodrop_trainer", "seq2seq"])
+def test_the_model_card_is_written_with_evaluations_before_and_after_the_first_decision(tmp_path, route):
+    """Evaluations at steps 4 (no decision yet), 8, ..., 24; the card tabulates the Trainer's own metrics."""
+    values = _values(tmp_path, max_steps=24, logging_steps=4, eval_strategy="steps", eval_steps=4)
+    autodrop = dict(lr_scheduler_type="autodrop", autodrop_window_size="1", autodrop_buffer_size=3)
+    if route == "callback":
+        args = TrainingArguments(**values, lr_scheduler_type="constant_with_warmup")
+        trainer = Trainer(model=tiny_bert(), args=args, train_dataset=TokenParity(64),
+                          eval_dataset=TokenParity(32, seed=1), callbacks=[AutoDropCallback(AutoDropConfig(
+                              window_size=1, buffer_size=3))])  # fmt: skip
+    elif route == "autodrop_trainer":
+        args = AutoDropTrainingArguments(**values, **autodrop)
+        trainer = AutoDropTrainer(model=tiny_bert(), args=args, train_dataset=TokenParity(64),
+                                  eval_dataset=TokenParity(32, seed=1))  # fmt: skip
+    else:
+        args = AutoDropSeq2SeqTrainingArguments(**values, **autodrop)
+        trainer = AutoDropSeq2SeqTrainer(model=_tiny_marian(), args=args, train_dataset=Pairs(64),
+                                         eval_dataset=Pairs(16, seed=1))  # fmt: skip
+    trainer.train()
+    log = trainer.state.log_history
+    decided = [e["step"] for e in log if "autodrop/statistic" in e]
+    assert decided and min(decided) > 4  # the first evaluation comes before the first decision
+    assert [e["step"] for e in log if "eval_loss" in e] == [4, 8, 12, 16, 20, 24]
+    assert not any(key.startswith("autodrop/") for e in log if "eval_loss" in e for key in e)
+    carrying = [e["step"] for e in log if "autodrop/lr_scale" in e]
+    assert carrying == [4, 8, 12, 16, 20, 24]  # once per logged step: the training log, not the summary too
+    trainer.create_model_card(model_name="tiny")
+    card = (tmp_path / "README.md").read_text()
+    header = next(line for line in card.splitlines() if line.startswith("| Training Loss"))
+    assert header.replace(" ", "") == "|TrainingLoss|Epoch|Step|ValidationLoss|"
+    assert "Velocity" not in card and "Drops" not in card
 
 
 @pytest.mark.parametrize("route", ["autodrop_trainer", "stock_trainer"])

@@ -67,6 +67,7 @@ def test_the_launcher_runs_the_unchanged_script_with_autodrop(tmp_path, model_di
     command = [sys.executable, "-m", "autodrop_hf.run", str(SCRIPT), *_arguments(tmp_path, model_dir)]
     command += ["--lr_scheduler_type", "autodrop", "--autodrop_window_size", "1", "--autodrop_buffer_size", "3",
                 "--lr_scheduler_kwargs", '{"drop_factor": 0.5}']  # fmt: skip
+    command += ["--eval_strategy", "steps", "--eval_steps", "4"]  # evaluations during training: the card's table
     result = _run(command, tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     out = tmp_path / "out"
@@ -75,9 +76,12 @@ def test_the_launcher_runs_the_unchanged_script_with_autodrop(tmp_path, model_di
     assert drops and history[0]["noise_floor"] == pytest.approx(25.84, abs=0.01)  # AdamW, window 1
     log = json.loads((out / "trainer_state.json").read_text())["log_history"]
     assert all("autodrop/lr_scale" in entry for entry in log if "loss" in entry)
-    assert log[-1]["autodrop/num_drops"] == len(drops)
+    assert not any(key.startswith("autodrop/") for entry in log if "eval_loss" in entry for key in entry)
+    assert [e for e in log if "loss" in e][-1]["autodrop/num_drops"] == len(drops)
     assert not any("autodrop" in key for key in json.loads((out / "all_results.json").read_text()))
-    assert "lr_scheduler_type: autodrop" in (out / "README.md").read_text()  # the model card
+    card = (out / "README.md").read_text()  # the model card, with its table of the evaluations during training
+    assert "lr_scheduler_type: autodrop" in card
+    assert "| Training Loss | Epoch  | Step | Validation Loss | Accuracy |" in card  # no column of AutoDrop's
     assert json.loads((out / "eval_results.json").read_text())["eval_samples"] == 24
 
 

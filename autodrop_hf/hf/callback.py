@@ -53,8 +53,10 @@ class AutoDropCallback(TrainerCallback):
       Each window is a line of ``output_dir/autodrop_history.jsonl``
       (of the trial's ``output_dir/run-<id>`` under ``hyperparameter_search``, as its checkpoints).
     - ``on_log``: ``autodrop/angular_velocity``, ``autodrop/noise_floor``, ``autodrop/statistic``,
-      ``autodrop/smoothed`` (paper's test), ``autodrop/lr_scale`` and ``autodrop/num_drops`` go into
-      ``state.log_history`` and to the reporters (TensorBoard, W&B, ...); a key without a value yet is left out.
+      ``autodrop/smoothed`` (paper's test), ``autodrop/lr_scale``, ``autodrop/num_drops`` and ``autodrop/done`` go
+      into the training logs of ``state.log_history`` (once per step: the step's training log, or the summary of
+      ``train()``; never an evaluation's, which the model card tabulates) and to the reporters (TensorBoard, W&B,
+      ...); a key without a value yet is left out.
     - ``on_save``: writes the detector state (window buffers included) and the history into the
       checkpoint: one copy when every process holds the same state (DDP), one file per process when
       parameters are sharded (FSDP2).
@@ -80,6 +82,7 @@ class AutoDropCallback(TrainerCallback):
         self._attached_to: weakref.ref[Trainer] | None = None
         self._kwargs_config: AutoDropConfig | None = None
         self._run_dir: Path | None = None  # where this run's checkpoints and history go, from on_train_begin
+        self._logged_at: int | None = None  # the step whose log carries AutoDrop's values
 
     # ------------------------------------------------------------------------------ set-up
     def attach(self, trainer: Trainer) -> None:
@@ -145,6 +148,7 @@ class AutoDropCallback(TrainerCallback):
         if trainer is not None and (self._attached_to is None or self._attached_to() is not trainer):
             self.attach(trainer)  # added with trainer.add_callback after __init__, or to another Trainer
         self.autodrop = self._build(args, state, model, lr_scheduler)
+        self._logged_at = None
         schedule = scheduler_name(args)
         if not isinstance(unwrap_scheduler(lr_scheduler), AutoDropLR) and schedule != "constant_with_warmup":
             warn(
@@ -222,8 +226,9 @@ class AutoDropCallback(TrainerCallback):
         logs: dict[str, float] | None = None,
         **kwargs: Any,
     ) -> None:
-        if self.autodrop is None or logs is None:
-            return
+        if self.autodrop is None or logs is None or not _is_training_log(logs) or self._logged_at == state.global_step:
+            return  # evaluations are the Trainer's own (the model card tabulates them); one point per step
+        self._logged_at = state.global_step
         values = self.autodrop.log_dict()
         entry = current_log_entry(state, logs)
         if entry is not None:
@@ -242,6 +247,12 @@ class AutoDropCallback(TrainerCallback):
         history = self._run_dir / HISTORY_FILE
         if args.should_save and history.exists():
             shutil.copyfile(history, folder / HISTORY_FILE)
+
+
+def _is_training_log(logs: dict[str, Any]) -> bool:
+    """A log of training steps (``learning_rate``) or the summary ``train()`` ends with (``train_runtime``),
+    not an evaluation's metrics."""
+    return "learning_rate" in logs or "train_runtime" in logs
 
 
 def stop_as_at_the_end(args: TrainingArguments, control: TrainerControl) -> None:
