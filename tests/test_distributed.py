@@ -51,6 +51,17 @@ def test_a_hung_rank_is_named_and_every_process_is_killed(tmp_path):
     assert not Path(f"/proc/{pid}").exists() or Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
 
 
+def test_the_no_trainer_order_plans_the_optimizer_steps_each_process_runs(tmp_path):
+    """Built before prepare with the unsplit step count (scheduler steps), the detector plans the 100 optimizer
+    steps each process runs (not 200): its linear stairs reach 0 at the last step."""
+    launch("no_trainer_loop.py", "--out", tmp_path)
+    first, second = records(tmp_path)
+    assert first["world"] == 2 and first["steps_per_optimizer_step"] == 2
+    assert first["planned"] == first["optimizer_steps"] == 100
+    assert first["drops"] == second["drops"] and first["lrs"] == second["lrs"] and len(first["drops"]) >= 10
+    assert first["final_scale"] == 0.0 and first["lrs"][4] == pytest.approx(1e-2)  # warm-up: 4 optimizer steps
+
+
 @pytest.mark.parametrize("layout", ["ddp", "fsdp", "mixed"])
 def test_plain_loop_matches_one_process(tmp_path, layout):
     launch("plain_loop.py", "--layout", layout, "--out", tmp_path)

@@ -3,6 +3,7 @@ and a plain loop's history drawn by `autodrop-hf plot`."""
 
 import copy
 import json
+import warnings
 
 import pytest
 import torch
@@ -198,3 +199,68 @@ def test_a_plain_loops_history_file_is_plotted(tmp_path):
     assert (tmp_path / "autodrop.png").stat().st_size > 10_000
     logged = scheduler.autodrop.log_dict()
     assert logged["autodrop/num_drops"] == len(scheduler.autodrop.drops) and "autodrop/noise_floor" in logged
+
+
+def test_a_scheduler_stepped_twice_per_optimizer_step_plans_in_optimizer_steps_and_resumes_so(tmp_path):
+    """As Accelerate steps a prepared scheduler with 2 processes: the horizon and warm-up count scheduler steps."""
+    config = AutoDropConfig(buffer_size=4)  # window "auto": 1 for 300 optimizer steps, 1 for 600 too
+
+    def run(steps, scheduler, model, optimizer):
+        for step in steps:
+            _train_step(model, optimizer, step)
+            scheduler.step()
+            scheduler.step()
+
+    model, optimizer = _problem()
+    scheduler = AutoDropScheduler(optimizer, model, config, num_training_steps=600, num_warmup_steps=20)
+    assert scheduler.autodrop.num_training_steps == 600  # not known yet: the first optimizer step tells nothing
+    run(range(2), scheduler, model, optimizer)
+    assert scheduler.steps_per_optimizer_step == 2 and scheduler.autodrop.num_training_steps == 300
+    run(range(2, 150), scheduler, model, optimizer)
+    torch.save({"scheduler": scheduler.state_dict(), "optimizer": optimizer.state_dict(), "model": model.state_dict()},
+               tmp_path / "checkpoint.pt")  # fmt: skip
+    run(range(150, 300), scheduler, model, optimizer)
+    assert scheduler.autodrop.scale == 0.0 and scheduler.autodrop.drops  # the linear stairs end at the last step
+
+    saved = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    model, optimizer = _problem(seed=5)
+    model.load_state_dict(saved["model"])
+    optimizer.load_state_dict(saved["optimizer"])
+    resumed = AutoDropScheduler(optimizer, model, config, num_training_steps=600, num_warmup_steps=20)
+    resumed.load_state_dict(saved["scheduler"])
+    assert resumed.autodrop.num_training_steps == 300
+    run(range(150, 300), resumed, model, optimizer)
+    assert resumed.autodrop.drops == scheduler.autodrop.drops and resumed.autodrop.scale == 0.0
+
+
+def test_a_run_past_its_planned_horizon_is_said_once():
+    model, optimizer = _problem()
+    scheduler = AutoDropScheduler(optimizer, model, CONFIG, num_training_steps=40)
+    with pytest.warns(UserWarning, match=r"planned num_training_steps=40 optimizer steps, and the run goes on "
+                                         r"\(step 41\)") as caught:  # fmt: skip
+        _train(model, optimizer, scheduler, range(60))
+    assert len([w for w in caught if "planned num_training_steps" in str(w.message)]) == 1
+
+
+def test_autodrop_of_finds_the_detector_of_a_wrapped_scheduler():
+    model, optimizer = _problem()
+    scheduler = AutoDropScheduler(optimizer, model, CONFIG)
+
+    class Wrapper:  # what accelerator.prepare returns: the scheduler as .scheduler
+        def __init__(self, scheduler):
+            self.scheduler = scheduler
+
+    assert AutoDrop.of(scheduler) is AutoDrop.of(Wrapper(scheduler)) is scheduler.autodrop
+    with pytest.raises(TypeError, match=r"LambdaLR runs no AutoDrop: AutoDrop\.of takes an AutoDropScheduler"):
+        AutoDrop.of(torch.optim.lr_scheduler.LambdaLR(optimizer, lambda t: 1.0))
+
+
+def test_a_launched_process_without_a_process_group_is_told(monkeypatch):
+    model, optimizer = _problem()
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.warns(UserWarning, match=r"launched as one of WORLD_SIZE=2, but torch\.distributed is not initialised"):
+        AutoDropScheduler(optimizer, model, CONFIG)
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        AutoDropScheduler(optimizer, model, CONFIG)

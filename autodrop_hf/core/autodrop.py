@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import math
 import numbers
+import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -130,6 +131,7 @@ class AutoDrop:
         self.last_record: dict[str, Any] | None = None
         self.done_step: int | None = None
         self._said_no_signal = False
+        self._warned_past_horizon = False
         self._warn_if_the_run_is_too_short()
 
     # ----------------------------------------------------------------------------------- set-up
@@ -240,6 +242,31 @@ class AutoDrop:
             "smaller window_size (or buffer_size), or 'auto'."
         )
 
+    @staticmethod
+    def of(scheduler: Any) -> AutoDrop:
+        """The detector an :class:`~autodrop_hf.AutoDropScheduler` runs, whether or not ``accelerator.prepare``
+        has wrapped it (``AutoDrop.of(lr_scheduler).drops``)."""
+        detector = getattr(unwrap_scheduler(scheduler), "autodrop", None)
+        if not isinstance(detector, AutoDrop):
+            raise TypeError(
+                f"{type(scheduler).__name__} runs no AutoDrop: AutoDrop.of takes an AutoDropScheduler (prepared by "
+                "Accelerate or not); with a scheduler of your own, keep the AutoDrop you built."
+            )
+        return detector
+
+    def set_horizon(self, num_training_steps: int | None) -> None:
+        """Plan for ``num_training_steps`` optimizer steps from now on (``None``: unknown): the linear stairs
+        head for it; ``window_size="auto"`` is resolved again while nothing has been observed yet."""
+        self.num_training_steps = _optional_count("num_training_steps", num_training_steps, minimum=1)
+        self.drop_rule = self.config.resolve_drop_factor(self.num_training_steps)
+        self._warned_past_horizon = False
+        if self.angular_velocity.phase is WindowPhase.EMPTY and not self.angles:
+            self.window_grows = self.config.window_grows(self.num_training_steps)
+            size = self.config.resolve_window_size(self.num_training_steps, self.num_steps)
+            self.angular_velocity.window_size = size
+            self._set_window_size(size)
+        self._warn_if_the_run_is_too_short()
+
     # ------------------------------------------------------------------------------- the loop
     def step(self) -> bool:
         """Observe the parameters after one optimizer step; return whether the LR was dropped.
@@ -250,6 +277,8 @@ class AutoDrop:
             return False
         self.num_steps += 1
         self.last_record = None
+        if self.num_training_steps is not None and self.num_steps > self.num_training_steps:
+            self._warn_past_horizon()
         if not self._observing() or max(self.lr_scales) == 0.0:
             return False  # warm-up, or the learning rate is 0 for good: nothing moves, nothing to decide
         if self.window_grows and self.angular_velocity.phase is WindowPhase.EMPTY:
@@ -329,6 +358,17 @@ class AutoDrop:
         remaining = self.num_training_steps - self.num_steps
         interval = self.config.buffer_size * self.window_size
         return max(0.0, 1 - interval / remaining) if remaining > 0 else 0.0
+
+    def _warn_past_horizon(self) -> None:
+        if self._warned_past_horizon:
+            return
+        self._warned_past_horizon = True
+        warn(
+            f"AutoDrop planned num_training_steps={self.num_training_steps} optimizer steps, and the run goes on "
+            f"(step {self.num_steps}): its drops were sized for the planned length. Pass the number of optimizer "
+            "steps the run has (with Accelerate: count them after accelerator.prepare), or None when it is not "
+            "known (the horizon-free rule). Said once."
+        )
 
     def _power_factor(self) -> float:
         """The stair of an inverse-square-root decay from the previous decision to this one (the first
@@ -592,6 +632,13 @@ def _process_group(process_group: Any, accelerator: Any) -> tuple[Any, int]:
     if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
         if process_group is not None or accelerator is not None:
             raise ValueError("AutoDrop was given a process group, but torch.distributed is not initialised.")
+        launched = os.environ.get("WORLD_SIZE", "1")
+        if launched.isdigit() and int(launched) > 1 and process_group != "local":
+            warn(
+                f"this process was launched as one of WORLD_SIZE={launched}, but torch.distributed is not "
+                "initialised: every process trains alone, on all the data. On a CPU-only machine ask for the CPU "
+                "(--use_cpu true for a Trainer script, Accelerator(cpu=True) in a loop) to form the process group."
+            )
         return None, 1
     return process_group, torch.distributed.get_world_size(process_group)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from typing import Any
 
@@ -31,7 +32,8 @@ class AutoDropScheduler(AutoDropLR):
         optimizer: the optimizer whose learning rates this schedule sets.
         model_or_params: what AutoDrop watches; by default the optimizer's parameters.
         config: AutoDrop's hyper-parameters.
-        num_training_steps: planned optimizer steps (``window_size`` and ``drop_factor`` ``"auto"``).
+        num_training_steps: planned scheduler steps (``window_size`` and ``drop_factor`` ``"auto"``); ``None``:
+            unknown (the horizon-free rule).
         num_warmup_steps: linear warm-up, in scheduler steps.
         **autodrop_kwargs: passed to :class:`~autodrop_hf.AutoDrop` (``min_lr`` floors, ``momentum``,
             ``process_group``, ``history_file``, ...).
@@ -52,19 +54,33 @@ class AutoDropScheduler(AutoDropLR):
         super().__init__(optimizer, num_warmup_steps=num_warmup_steps, last_epoch=last_epoch)
         params = optimizer.param_groups if model_or_params is None else model_or_params
         self.autodrop = AutoDrop(params, config, self, num_training_steps=num_training_steps, **autodrop_kwargs)
+        self.num_training_steps = self.autodrop.num_training_steps  # validated, in scheduler steps
+        self.steps_per_optimizer_step: int | None = None  # scheduler steps per optimizer step, once seen
         self._observed_at = self.autodrop.optimizer_steps.count
+        self._calls: int | None = None  # step() calls since the last optimizer step was observed (None: none yet)
 
     def step(self, epoch: int | None = None) -> None:
         super().step() if epoch is None else super().step(epoch)
         if self.autodrop is None:  # the step LRScheduler's constructor makes
             return
-        if self.autodrop.optimizer_steps.count != self._observed_at:
-            self._observed_at = self.autodrop.optimizer_steps.count
-            self.autodrop.step()
+        if self.autodrop.optimizer_steps.count == self._observed_at:
+            self._calls = None if self._calls is None else self._calls + 1
+            return
+        if self._calls is not None and self.steps_per_optimizer_step is None:
+            self._plan_in_optimizer_steps(self._calls)
+        self._observed_at, self._calls = self.autodrop.optimizer_steps.count, 1
+        self.autodrop.step()
+
+    def _plan_in_optimizer_steps(self, steps_per_optimizer_step: int) -> None:
+        """Give the detector its horizon in optimizer steps, once the scheduler steps per optimizer step are known."""
+        self.steps_per_optimizer_step = steps_per_optimizer_step
+        if steps_per_optimizer_step > 1 and self.num_training_steps is not None:
+            self.autodrop.set_horizon(math.ceil(self.num_training_steps / steps_per_optimizer_step))
 
     def _schedule_state(self) -> dict[str, Any]:
         """The schedule's own state (``AutoDropLR``'s), without the detector."""
-        return {key: value for key, value in super().state_dict().items() if key not in ("autodrop", "_observed_at")}
+        private = ("autodrop", "_observed_at", "_calls")
+        return {key: value for key, value in super().state_dict().items() if key not in private}
 
     def state_dict(self) -> dict[str, Any]:
         return {**self._schedule_state(), "autodrop": self.autodrop.state_dict()}
@@ -76,10 +92,14 @@ class AutoDropScheduler(AutoDropLR):
         state = dict(state_dict)
         detector = state.pop("autodrop")
         schedule = self._schedule_state()
+        horizon = self.autodrop.num_training_steps
         super().load_state_dict(state)
         try:
+            if self.steps_per_optimizer_step is not None:  # the saved run's horizon in optimizer steps
+                self._plan_in_optimizer_steps(self.steps_per_optimizer_step)
             self.autodrop.load_state_dict(detector)
         except Exception:
             super().load_state_dict(schedule)
+            self.autodrop.set_horizon(horizon)
             raise
-        self._observed_at = self.autodrop.optimizer_steps.count  # this process's count, not the saved one
+        self._observed_at, self._calls = self.autodrop.optimizer_steps.count, None  # this process's count
