@@ -19,8 +19,12 @@ _LAZY = {
     "AutoDropCallback": "hf.callback",
     "AutoDropTrainer": "hf.trainer",
     "AutoDropSeq2SeqTrainer": "hf.trainer",
+    "AutoDropTrainerMixin": "hf.trainer",
     "AutoDropTrainingArguments": "hf.training_args",
     "AutoDropSeq2SeqTrainingArguments": "hf.training_args",
+    "AutoDropArgumentsMixin": "hf.training_args",
+    "AutoDropSFTConfig": "hf.trl",  # needs TRL
+    "AutoDropSFTTrainer": "hf.trl",
 }
 
 __all__ = ["AutoDrop", "AutoDropConfig", "AutoDropLR", "AutoDropScheduler", "__version__", *_LAZY]
