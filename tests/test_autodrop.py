@@ -680,3 +680,35 @@ def test_the_memory_light_mode_says_when_the_model_is_too_small_for_its_fraction
     AutoDrop([torch.nn.Parameter(torch.zeros(2_000_000))], AutoDropConfig(sample_fraction=0.01), momentum=0.9)
     AutoDrop(too_small, AutoDropConfig(sample_fraction=0.02), momentum=0.9)
     assert not recwarn.list
+
+
+@pytest.mark.parametrize("make", ["LambdaLR", "SequentialLR", "StepLR"])
+def test_a_changed_min_lr_applies_on_resume_whatever_the_scheduler(make):
+    """The floor is the current configuration's: a resumed run with a lower min_lr goes below the old floor."""
+    schedulers = {
+        "LambdaLR": lambda o: torch.optim.lr_scheduler.LambdaLR(o, lambda t: 1.0),
+        "SequentialLR": lambda o: torch.optim.lr_scheduler.SequentialLR(
+            o, [torch.optim.lr_scheduler.LinearLR(o, 0.5, 1.0, total_iters=4),
+                torch.optim.lr_scheduler.ConstantLR(o, 1.0, total_iters=1)], milestones=[4]),
+        "StepLR": lambda o: torch.optim.lr_scheduler.StepLR(o, step_size=1000, gamma=0.5),
+    }  # fmt: skip
+    config = AutoDropConfig.paper(window_size=1, buffer_size=2, threshold=1e9, drop_factor=0.5)  # drops every 3 windows
+
+    def build(min_lr, seed=0):
+        problem = NoisyQuadratic(seed=seed, lr=0.1, scheduler=schedulers[make])
+        return problem, AutoDrop([problem.x], config.replace(min_lr=min_lr), problem.scheduler)
+
+    first, autodrop = build(0.05)
+    run(first, autodrop, 40)
+    assert autodrop.scale < 0.5 and first.optimizer.param_groups[0]["lr"] == pytest.approx(0.05)  # at the floor
+    states = copy.deepcopy(
+        {"optimizer": first.optimizer.state_dict(), "scheduler": first.scheduler.state_dict(),
+         "autodrop": autodrop.state_dict()}
+    )  # fmt: skip
+    second, resumed = build(0.01, seed=1)
+    second.optimizer.load_state_dict(states["optimizer"])  # a resume restores all three, the detector last
+    second.scheduler.load_state_dict(states["scheduler"])
+    resumed.load_state_dict(states["autodrop"])
+    assert second.optimizer.param_groups[0]["lr"] == pytest.approx(0.1 * max(autodrop.scale, 0.1), rel=1e-12)
+    run(second, resumed, 100)
+    assert second.optimizer.param_groups[0]["lr"] == pytest.approx(0.01, rel=1e-12)  # the new floor

@@ -29,7 +29,7 @@ from .config import POWER_DECAY_EXPONENT, AutoDropConfig
 from .history import append_record, truncate_history
 from .noise_floor import MomentumFilter, momentum_filter, noise_floor
 from .saturation import NoiseFloorTest, SaturationResult, SmoothedChangeTest
-from .scheduler import apply_lr_scales, check_scheduler, lr_scales_of, unwrap_scheduler
+from .scheduler import apply_lr_scales, carried_lr_scales, check_scheduler, lr_scales_of, unwrap_scheduler
 from .user_warnings import warn
 
 logger = logging.getLogger("autodrop_hf")
@@ -593,10 +593,16 @@ class AutoDrop:
             warn(f"AutoDrop could not cut {self.history_file} at step {self.num_steps}: {error}", UserWarning)
 
     def _set_scale(self, scale: float) -> None:
+        """Restore the scale, and make the scheduler apply ``lr_scales`` (the current ``min_lr`` floors) where its
+        restored state says what it applies (every scheduler but the plateau ones and ``OneCycleLR``)."""
         self.scale = scale
         scheduler = unwrap_scheduler(self.scheduler)
         if hasattr(scheduler, "set_lr_scale"):
             scheduler.set_lr_scale(self.lr_scales)
+            return
+        applied = None if scheduler is None else carried_lr_scales(scheduler)
+        if applied is not None and applied != self.lr_scales:
+            apply_lr_scales(self.scheduler, applied, self.lr_scales)
 
     def __repr__(self) -> str:
         return (

@@ -149,20 +149,27 @@ def _scale_values(
 
 
 def lr_scales_of(scheduler: Any) -> list[float] | None:
-    """The drop scale of each group that a scheduler's state carries (1.0 for a fresh one); ``None``
-    without a scheduler.
-
-    Read from ``scales`` (:class:`AutoDropLR`) or from ``base_lrs[i] / initial_lr`` (what
-    :func:`apply_lr_scales` leaves in any other ``LRScheduler``); 1.0 when neither exists
-    (``ReduceLROnPlateau`` keeps a drop in the optimizer's learning rates instead).
-    """
+    """The drop scale of each group that a scheduler's state carries (1.0 for a fresh one, and where the state
+    cannot tell: :func:`carried_lr_scales`); ``None`` without a scheduler."""
     scheduler = unwrap_scheduler(scheduler)
     if scheduler is None:
         return None
+    carried = carried_lr_scales(scheduler)
+    return [1.0] * len(scheduler.optimizer.param_groups) if carried is None else carried
+
+
+def carried_lr_scales(scheduler: Any) -> list[float] | None:
+    """The drop scale of each group a scheduler's state holds: ``scales`` (:class:`AutoDropLR`), or
+    ``base_lrs[i] / initial_lr`` (what :func:`apply_lr_scales` leaves in a closed-form schedule, or in the first
+    schedule a ``SequentialLR`` / ``ChainedScheduler`` runs); ``None`` where
+    the state cannot tell (``ReduceLROnPlateau`` and ``GreedyLR`` keep a drop in the optimizer's learning rates,
+    ``OneCycleLR`` in its ``initial_lr`` too)."""
+    scheduler = unwrap_scheduler(scheduler)
     if hasattr(scheduler, "scales"):
         return [float(s) for s in scheduler.scales]
     groups = scheduler.optimizer.param_groups
-    base_lrs = getattr(scheduler, "base_lrs", None)
-    if base_lrs and all(group.get("initial_lr") for group in groups):
+    base_lrs = next((child.base_lrs for child in _children(scheduler) if getattr(child, "base_lrs", None)), None)
+    one_cycle = any(isinstance(child, OneCycleLR) for child in _children(scheduler))
+    if base_lrs and not one_cycle and all(group.get("initial_lr") for group in groups):
         return [float(base) / float(group["initial_lr"]) for base, group in zip(base_lrs, groups, strict=True)]
-    return [1.0] * len(groups)
+    return None
