@@ -5,6 +5,7 @@ import pytest
 import torch
 from reference import window_angles
 
+from autodrop_hf import AutoDrop, AutoDropConfig, AutoDropLR
 from autodrop_hf.core.angular_velocity import (
     SAMPLE_BLOCK,
     SAMPLE_SEED,
@@ -336,3 +337,27 @@ def test_the_sampled_angle_estimates_the_exact_one():
         if a is not None:
             errors.append(abs(a - b))
     assert len(errors) == 98 and np.median(errors) < 0.2 and max(errors) < 1.0
+
+
+@pytest.mark.parametrize("sample_fraction", [1.0, 0.25])
+def test_parameters_given_new_memory_after_construction_are_followed(sample_fraction, caplog):
+    """model.double() (or .to(device), or a wrapper) after AutoDrop was built: the new memory is watched."""
+    torch.manual_seed(0)
+    model = torch.nn.Linear(64, 64)
+    config = AutoDropConfig(window_size=1, buffer_size=3, sample_fraction=sample_fraction)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    autodrop = AutoDrop(model, config, AutoDropLR(optimizer))
+    before = [p.data_ptr() for p in model.parameters()]
+    model.double()
+    assert [p.data_ptr() for p in model.parameters()] != before
+    with caplog.at_level("INFO", logger="autodrop_hf"):
+        for _ in range(40):
+            loss = model(torch.randn(8, 64, dtype=torch.float64)).pow(2).mean()
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            autodrop.scheduler.step()
+            autodrop.step()
+    assert len(autodrop.angles) == 40 - 2 and len(autodrop.decisions) >= 10  # every window from the first step
+    assert sum("were given new memory" in r.getMessage() for r in caplog.records) == 1
+    assert all(b.reference.dtype == torch.float64 for b in autodrop.angular_velocity.buffers)

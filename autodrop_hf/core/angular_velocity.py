@@ -18,6 +18,7 @@ product of the mesh sizes along ``Replicate`` placements for a ``DTensor``) ente
 from __future__ import annotations
 
 import enum
+import logging
 import math
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
@@ -26,6 +27,8 @@ import torch
 from torch import Tensor, nn
 
 from .user_warnings import warn
+
+logger = logging.getLogger("autodrop_hf")
 
 #: The paper's ε in ``cos = <a, b> / (‖a‖‖b‖ + ε)``. Zero displacements never reach the formula
 #: (their window is skipped), so ε only guards the division and is far below any real product.
@@ -298,20 +301,45 @@ class WindowedAngularVelocity:
         self.params = list(params)
         self.reduce_sums = reduce_sums
         self.world_size = world_size
-        groups: dict[tuple[torch.device, int], list[Tensor]] = {}
-        for p in params:
-            local = _local_tensor(p)
-            groups.setdefault((local.device, _replication(p, world_size)), []).append(local)
         self.sample_stride = sample_stride
         self.total_elements = sum(_global_numel(p) for p in params)  # the model's, on all processes together
         if sample_block is None:
             sample_block = sample_block_size(self.total_elements, sample_stride)
         self.sample_block = sample_block
-        self.buffers = [_DeviceBuffers(group, *key, sample_stride, sample_block) for key, group in groups.items()]
-        self._sum_device = self.buffers[0].reference.device
+        self._build_buffers()
         self.steps_in_window = 0
         self.phase = WindowPhase.EMPTY
         self._warned_skip = False
+
+    def _build_buffers(self) -> None:
+        """Window buffers (and in the memory-light mode the sampled views) for where the parameters live now."""
+        groups: dict[tuple[torch.device, int], list[Tensor]] = {}
+        for p in self.params:
+            local = _local_tensor(p)
+            groups.setdefault((local.device, _replication(p, self.world_size)), []).append(local)
+        stride, block = self.sample_stride, self.sample_block
+        self.buffers = [_DeviceBuffers(group, *key, stride, block) for key, group in groups.items()]
+        self._sum_device = self.buffers[0].reference.device
+        self._plain = all(_local_tensor(p) is p for p in self.params)
+        self._storage = self._storage_now()
+
+    def _storage_now(self) -> list[int]:
+        """Where each watched tensor's memory starts (a new dtype or device is new memory too)."""
+        if self._plain:
+            return [p.data_ptr() for p in self.params]
+        return [_local_tensor(p).data_ptr() for p in self.params]
+
+    def _follow_the_storage(self) -> None:
+        """``model.to(...)``, ``model.double()`` or a wrapper given the parameters new memory after this meter
+        was built: watch the new memory (the old views would watch memory nothing writes any more) and start
+        the windows afresh (three windows before the next angle)."""
+        self._build_buffers()
+        self.steps_in_window = 0
+        self.phase = WindowPhase.EMPTY
+        logger.info(
+            "AutoDrop: the watched parameters were given new memory (model.to, .double(), a wrapper) after it was "
+            "built; watching the new memory from this step, the windows start afresh."
+        )
 
     @property
     def num_parameters(self) -> int:
@@ -356,7 +384,10 @@ class WindowedAngularVelocity:
 
     @torch.no_grad()
     def observe(self) -> float | None:
-        """Add the current parameters to the window; at a window end, return the new angle."""
+        """Add the current parameters to the window; at a window end, return the new angle. At a window's
+        first step, parameters given new memory since the last window are followed (:meth:`_follow_the_storage`)."""
+        if self.steps_in_window == 0 and self._storage_now() != self._storage:
+            self._follow_the_storage()
         for b in self.buffers:
             if self.phase is WindowPhase.EMPTY:
                 torch._foreach_copy_(b.reference_views, b.params)
