@@ -345,13 +345,20 @@ def test_the_noise_floor_follows_the_momentum_a_scheduler_moves():
     assert autodrop.test.noise_floor == autodrop.noise_floor == autodrop.last_record["noise_floor"]
 
 
-def test_min_lr_is_a_fraction_of_the_peak_learning_rate_one_cycle_included():
+def test_min_lr_is_a_fraction_of_the_peak_learning_rate_cyclic_and_one_cycle_included():
     params = [torch.nn.Parameter(torch.zeros(3))]
     config = AutoDropConfig(min_lr=1e-5)
     constant = AutoDropLR(torch.optim.SGD(params, lr=1e-3))
     assert AutoDrop(params, config, constant).floors == [pytest.approx(0.01)]
     one_cycle = torch.optim.lr_scheduler.OneCycleLR(torch.optim.AdamW(params, lr=1e-3), max_lr=1e-3, total_steps=100)
     assert AutoDrop(params, config, one_cycle).floors == [pytest.approx(0.01)]  # not of max_lr / 25
+    optimizer = torch.optim.SGD(params, lr=1e-3, momentum=0.9)
+    cyclic = torch.optim.lr_scheduler.CyclicLR(optimizer, base_lr=1e-5, max_lr=1e-3, step_size_up=10)
+    assert AutoDrop(params, config, cyclic).floors == [pytest.approx(0.01)]  # of the top of the cycle, not its bottom
+    sequential = torch.optim.lr_scheduler.SequentialLR(
+        optimizer, [torch.optim.lr_scheduler.LinearLR(optimizer, total_iters=5), cyclic], milestones=[5]
+    )
+    assert AutoDrop(params, config, sequential).floors == [pytest.approx(0.01)]
 
 
 def test_base_lr_gives_one_value_per_parameter_group():

@@ -29,7 +29,14 @@ from .config import POWER_DECAY_EXPONENT, AutoDropConfig
 from .history import append_record, truncate_history
 from .noise_floor import MomentumFilter, momentum_filter, noise_floor
 from .saturation import NoiseFloorTest, SaturationResult, SmoothedChangeTest
-from .scheduler import apply_lr_scales, carried_lr_scales, check_scheduler, lr_scales_of, unwrap_scheduler
+from .scheduler import (
+    apply_lr_scales,
+    carried_lr_scales,
+    check_scheduler,
+    lr_scales_of,
+    peak_lrs,
+    unwrap_scheduler,
+)
 from .user_warnings import warn
 
 logger = logging.getLogger("autodrop_hf")
@@ -170,8 +177,7 @@ class AutoDrop:
         """``min_lr / peak_lr`` of each parameter group (capped at 1)."""
         groups = self._optimizer_groups()
         if base_lr is None:
-            # the peak: OneCycleLR's max_lr (its initial_lr is max_lr / div_factor), else the schedule's base
-            peaks = None if groups is None else [float(g.get("max_lr", g.get("initial_lr", g["lr"]))) for g in groups]
+            peaks = peak_lrs(self.scheduler)
         elif isinstance(base_lr, numbers.Real) or not isinstance(base_lr, Sequence):
             peaks = [_number("base_lr", base_lr)] * (1 if groups is None else len(groups))
         else:

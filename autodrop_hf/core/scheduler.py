@@ -7,7 +7,13 @@ from collections.abc import Sequence
 from typing import Any
 
 from torch.optim import Optimizer
-from torch.optim.lr_scheduler import CosineAnnealingLR, CosineAnnealingWarmRestarts, LRScheduler, OneCycleLR
+from torch.optim.lr_scheduler import (
+    CosineAnnealingLR,
+    CosineAnnealingWarmRestarts,
+    CyclicLR,
+    LRScheduler,
+    OneCycleLR,
+)
 
 
 class AutoDropLR(LRScheduler):
@@ -146,6 +152,19 @@ def _scale_values(
             setattr(scheduler, name, [value * factor for value, factor in zip(values, factors, strict=True)])
     if hasattr(scheduler, "_last_lr"):
         scheduler._last_lr = [group["lr"] for group in groups]
+
+
+def peak_lrs(scheduler: Any) -> list[float] | None:
+    """The peak learning rate of each parameter group under ``scheduler`` (what ``min_lr`` is a fraction of):
+    ``CyclicLR``'s ``max_lrs`` (the top of its cycle), ``OneCycleLR``'s ``max_lr`` (its ``initial_lr`` is the
+    peak over ``div_factor``), else the schedule's base, ``initial_lr``; ``None`` without a scheduler."""
+    scheduler = unwrap_scheduler(scheduler)
+    if scheduler is None:
+        return None
+    cyclic = next((child for child in _children(scheduler) if isinstance(child, CyclicLR)), None)
+    if cyclic is not None:
+        return [float(value) for value in cyclic.max_lrs]
+    return [float(g.get("max_lr", g.get("initial_lr", g["lr"]))) for g in scheduler.optimizer.param_groups]
 
 
 def lr_scales_of(scheduler: Any) -> list[float] | None:
