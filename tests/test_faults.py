@@ -299,3 +299,16 @@ def test_a_deepspeed_scheduler_section_is_refused_and_zero3_partitions_are_watch
     assert autodrop.angular_velocity.num_parameters == 40
     with pytest.warns(UserWarning, match="watches about 40 elements"):  # counted from the whole parameter
         AutoDrop([placeholder], AutoDropConfig(sample_fraction=0.5), momentum=0.9)
+
+
+def test_a_history_file_in_a_missing_folder_is_created_and_a_folder_or_unwritable_path_is_refused(tmp_path):
+    params = [torch.nn.Parameter(torch.zeros(3))]
+    nested = tmp_path / "out" / "deeper" / "autodrop_history.jsonl"
+    autodrop = AutoDrop(params, momentum=0.9, history_file=nested)  # the README's out/autodrop_history.jsonl
+    assert nested.exists() and autodrop.history_file == nested
+    with pytest.raises(ValueError, match=r"history_file='.*out' is a folder: give a file, such as .*autodrop_history"):
+        AutoDrop(params, momentum=0.9, history_file=tmp_path / "out")
+    blocked = tmp_path / "a_file"
+    blocked.write_text("")
+    with pytest.raises(ValueError, match=r"history_file='.*a_file/history.jsonl' cannot be written"):
+        AutoDrop(params, momentum=0.9, history_file=blocked / "history.jsonl")

@@ -26,7 +26,7 @@ from .angular_velocity import (
     trainable_parameters,
 )
 from .config import POWER_DECAY_EXPONENT, AutoDropConfig
-from .history import append_record, truncate_history
+from .history import HISTORY_FILE, append_record, truncate_history
 from .noise_floor import MomentumFilter, momentum_filter, noise_floor
 from .saturation import NoiseFloorTest, SaturationResult, SmoothedChangeTest
 from .scheduler import (
@@ -126,7 +126,7 @@ class AutoDrop:
         self.test = self._new_test()
         scales = lr_scales_of(scheduler)  # 1.0, or the drops a restored scheduler carries
         self.scale = 1.0 if scales is None else min(scales)
-        self.history_file = None if history_file is None else Path(history_file)
+        self.history_file = None if history_file is None else self._writable(Path(history_file))
         self.optimizer_steps = OptimizerStepCounter.of(self.scheduler)
         self._counted = None if self.optimizer_steps is None else self.optimizer_steps.count
         self._warned_order = False
@@ -228,6 +228,20 @@ class AutoDrop:
         if self.config.saturation_test == "smoothed_change":
             return SmoothedChangeTest(self.config.buffer_size, self.config.threshold)
         return NoiseFloorTest(self.config.buffer_size, self.noise_floor, self.config.drift_z)
+
+    def _writable(self, path: Path) -> Path:
+        """The history file, its folder created and its writing checked now (by the process that writes it),
+        not at the first window end, hours into a run."""
+        if path.is_dir():
+            raise ValueError(f"history_file={str(path)!r} is a folder: give a file, such as {path / HISTORY_FILE}.")
+        if self._is_first_process():
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                with open(path, "a", encoding="utf-8"):
+                    pass
+            except OSError as error:
+                raise ValueError(f"history_file={str(path)!r} cannot be written: {error}.") from None
+        return path
 
     def _warn_if_the_run_is_too_short(self) -> None:
         """Say at the start when the planned run cannot give an angle, or a decision, at this window size."""
