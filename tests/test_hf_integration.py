@@ -205,3 +205,40 @@ def test_clear_refusals(tmp_path):
     with pytest.raises(ValueError, match="two AutoDropCallbacks"):
         Trainer(model=tiny_bert(), args=stock, train_dataset=TokenParity(64),
                 callbacks=[AutoDropCallback(), AutoDropCallback()])  # fmt: skip
+
+
+def test_without_autodrop_another_schedule_gets_its_kwargs_as_a_stock_trainer_does(tmp_path):
+    """AutoDropTrainingArguments (every script under autodrop-hf run) with linear and no AutoDrop: stock behaviour."""
+    for arguments in (TrainingArguments, AutoDropTrainingArguments):
+        args = arguments(**_values(tmp_path, lr_scheduler_type="linear", lr_scheduler_kwargs={"min_lr": 0.5}))
+        assert args.lr_scheduler_kwargs == {"min_lr": 0.5}
+        trainer = Trainer(model=tiny_bert(), args=args, train_dataset=TokenParity(64))
+        with pytest.raises(TypeError, match="min_lr"):  # what the linear schedule says of an argument it lacks
+            trainer.train()
+
+
+def test_a_value_given_as_a_flag_and_as_a_key_must_agree(tmp_path):
+    values = _values(tmp_path, lr_scheduler_type="autodrop", autodrop_buffer_size=4)
+    with pytest.raises(ValueError, match=r"--autodrop_buffer_size 4 and lr_scheduler_kwargs \{'buffer_size': 6\} "
+                                         r"disagree: give AutoDrop's buffer_size once"):  # fmt: skip
+        AutoDropTrainingArguments(**values, lr_scheduler_kwargs={"buffer_size": 6})
+    assert (
+        AutoDropTrainingArguments(**values, lr_scheduler_kwargs={"buffer_size": 4}).autodrop_config().buffer_size == 4
+    )
+    paper = _values(tmp_path, lr_scheduler_type="autodrop", autodrop_preset="paper")
+    with pytest.raises(ValueError, match=r"--autodrop_preset paper and lr_scheduler_kwargs \{'preset': 'anytime'\}"):
+        AutoDropTrainingArguments(**paper, lr_scheduler_kwargs={"preset": "anytime"})
+    linear = _values(tmp_path, lr_scheduler_type="linear", autodrop_buffer_size=4)
+    args = AutoDropTrainingArguments(**linear, lr_scheduler_kwargs={"autodrop_buffer_size": 6})
+    with pytest.raises(ValueError, match=r"--autodrop_buffer_size 4 and lr_scheduler_kwargs \{'buffer_size': 6\}"):
+        Trainer(model=tiny_bert(), args=args, train_dataset=TokenParity(64), callbacks=[AutoDropCallback()])
+
+
+def test_the_callback_takes_its_settings_as_keyword_arguments():
+    assert AutoDropCallback(buffer_size=4).config == AutoDropConfig(buffer_size=4)
+    callback = AutoDropCallback(preset="anytime", stop_when_done=True)
+    assert callback.config == AutoDropConfig.anytime(stop_when_done=True)
+    with pytest.raises(ValueError, match=r"buffer_size must be an integer >= 2, got 1"):
+        AutoDropCallback(buffer_size=1)
+    with pytest.raises(ValueError, match=r"given a config and \['buffer_size'\]: give one of them"):
+        AutoDropCallback(AutoDropConfig(), buffer_size=4)

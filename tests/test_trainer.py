@@ -1,5 +1,6 @@
 import json
 import math
+import re
 import shutil
 import sys
 import warnings
@@ -160,13 +161,15 @@ def test_help_explains_the_flags(capsys):
     text = " ".join(capsys.readouterr().out.split())
     for name in AutoDropConfig.field_names():
         assert f"--autodrop_{name}" in text
-    assert "AutoDrop: Factor (0 < ρ < 1)" in text and "autodrop" in text
+    assert "AutoDrop: What a drop does: a factor 0 < ρ < 1" in text and "autodrop" in text
+    assert "Default: 2.0 (a preset may differ)." in text  # one default each, not argparse's "(default: None)" too
+    assert text.count("(a preset may differ).") == len(AutoDropConfig.field_names()) and "differ). (default" not in text
 
 
 def test_bad_autodrop_arguments_fail_at_construction(tmp_path):
     with pytest.raises(ValueError, match="drop_factor must satisfy 0 < drop_factor < 1"):
         training_args(tmp_path, autodrop_drop_factor=1.5)
-    with pytest.raises(ValueError, match="window_size must be an integer >= 1 or 'auto'"):
+    with pytest.raises(ValueError, match="window_size must be an integer >= 1, 'auto' or 'growing'"):
         training_args(tmp_path, autodrop_window_size="often")
     with pytest.raises(ValueError, match=r"\['rho'\] are not AutoDrop hyper-parameters"):
         training_args(tmp_path, lr_scheduler_kwargs={"rho": 0.5})
@@ -440,3 +443,23 @@ def test_sharded_state_is_saved_and_restored_per_process(tmp_path, monkeypatch):
         warnings.filterwarnings("error", message=".*fresh detector")
         resumed, _ = run(AutoDropTrainer, args, resume=str(tmp_path / "checkpoint-34"))
     assert autodrop_of(resumed).angles == autodrop_of(straight).angles
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "message"),
+    [
+        ("window_size", "abc", "window_size must be an integer >= 1, 'auto' or 'growing', got 'abc'"),
+        ("min_lr", "[1e-6,", r"min_lr must be a number, or a list of them such as \[1e-6, 1e-5\], got '\[1e-6,'"),
+        ("min_lr", "[1e-6, NaN]", "min_lr must satisfy min_lr >= 0, got nan"),
+        ("buffer_size", "1", "buffer_size must be an integer >= 2, got 1"),
+        ("drop_factor", "cosine", "0 < drop_factor < 1, or 'auto', 'linear' or 'power'"),
+    ],
+)
+def test_a_bad_flag_value_is_an_argparse_error_naming_the_flag(capsys, flag, value, message):
+    parser = HfArgumentParser(AutoDropTrainingArguments)
+    with pytest.raises(SystemExit) as exit_:
+        parser.parse_args_into_dataclasses(["--output_dir", "out", f"--autodrop_{flag}", value])
+    assert exit_.value.code == 2
+    error = capsys.readouterr().err.splitlines()[-1]
+    assert f"error: argument --autodrop_{flag}/--autodrop-" in error
+    assert re.search(message, error), error

@@ -66,21 +66,30 @@ class AutoDropCallback(TrainerCallback):
 
     Args:
         config: hyper-parameters. Default: ``args.autodrop_config()`` for
-            :class:`~autodrop_hf.AutoDropTrainingArguments`; with stock ``TrainingArguments``, the
-            defaults with the AutoDrop keys of ``lr_scheduler_kwargs`` (``{"drop_factor": 0.9}``, or
-            ``{"autodrop_min_lr": 1e-6}`` for a name the schedule itself takes, and ``"preset"``).
+            :class:`~autodrop_hf.AutoDropTrainingArguments`, and the AutoDrop keys of ``lr_scheduler_kwargs``
+            (``{"drop_factor": 0.9}``, or ``{"autodrop_min_lr": 1e-6}`` for a name the schedule itself takes,
+            and ``"preset"``).
         momentum: the optimizer's momentum (β1) for the noise floor, for an optimizer AutoDrop does not know
             (it says so); by default read from the optimizer.
+        **hyperparameters: instead of ``config``, its values by name, as other callbacks take their settings
+            (``AutoDropCallback(preset="anytime", stop_when_done=True)``).
     """
 
-    def __init__(self, config: AutoDropConfig | None = None, momentum: float | None = None) -> None:
+    def __init__(self, config: AutoDropConfig | None = None, momentum: float | None = None, **hyperparameters: Any):
         if config is not None and not isinstance(config, AutoDropConfig):
             raise TypeError(f"config must be an AutoDropConfig, got {type(config).__name__}.")
+        if hyperparameters:
+            if config is not None:
+                raise ValueError(
+                    f"AutoDropCallback was given a config and {sorted(hyperparameters)}: give one of them "
+                    "(config.replace(...) changes single values)."
+                )
+            config = AutoDropConfig.preset(hyperparameters.pop("preset", "default"), **hyperparameters)
         self.config = config
         self.momentum = momentum
         self.autodrop: AutoDrop | None = None
         self._attached_to: weakref.ref[Trainer] | None = None
-        self._kwargs_config: AutoDropConfig | None = None
+        self._taken: dict[str, Any] = {}  # AutoDrop's keys this callback took from another schedule's kwargs
         self._run_dir: Path | None = None  # where this run's checkpoints and history go, from on_train_begin
         self._logged_at: int | None = None  # the step whose log carries AutoDrop's values
 
@@ -105,8 +114,9 @@ class AutoDropCallback(TrainerCallback):
                 "run with `autodrop-hf run`: a stock Trainer cannot build that schedule. With a stock Trainer, "
                 "use lr_scheduler_type='constant_with_warmup' and this callback."
             )
-        if self.config is None and not hasattr(trainer.args, "autodrop_config"):
-            self._kwargs_config = _config_from_scheduler_kwargs(trainer.args)
+        if self.config is None and not uses_autodrop(trainer.args):
+            self._taken = take_autodrop_scheduler_kwargs(trainer.args)
+            self._config(trainer.args)  # refuse bad values now, not at train()
         self._attached_to = weakref.ref(trainer)
 
     def on_init_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
@@ -118,8 +128,9 @@ class AutoDropCallback(TrainerCallback):
         if self.config is not None:
             return self.config
         if hasattr(args, "autodrop_config"):
-            return args.autodrop_config()
-        return self._kwargs_config or AutoDropConfig()
+            return args.autodrop_config(self._taken)
+        values = dict(self._taken)
+        return AutoDropConfig.preset(values.pop("preset", "default"), **values)
 
     def _build(self, args: TrainingArguments, state: TrainerState, model: Any, lr_scheduler: Any) -> AutoDrop:
         autodrop = AutoDrop(
@@ -292,13 +303,3 @@ class _RemoveLogKeys(TrainerCallback):
     def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, float] | None = None, **kwargs: Any) -> None:
         for key in [k for k in (logs or {}) if k.startswith(LOG_PREFIX)]:
             del logs[key]
-
-
-def _config_from_scheduler_kwargs(args: TrainingArguments) -> AutoDropConfig | None:
-    """AutoDrop's hyper-parameters from stock ``TrainingArguments.lr_scheduler_kwargs``
-    (:func:`take_autodrop_scheduler_kwargs`), which it then no longer holds."""
-    values = take_autodrop_scheduler_kwargs(args)
-    if not values:
-        return None
-    preset = values.pop("preset", "default")
-    return AutoDropConfig.preset(preset, **values)

@@ -7,6 +7,7 @@ hyper-parameter is one edit there. Every field defaults to ``None`` ("the preset
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import inspect
 import json
@@ -99,17 +100,32 @@ def _schedule_arguments(name: str) -> set[str] | None:
     return set(parameters) | set(inspect.signature(getattr(importlib.import_module(module), cls)).parameters)
 
 
-def _command_line_type(annotation: str) -> type:
-    """The type a flag is parsed as: unions ("auto" or a number, one or several floors) are strings."""
-    resolved = typing.get_type_hints(AutoDropConfig)[annotation]
-    return resolved if resolved in (int, float, bool) else str
+def _command_line_type(name: str) -> type:
+    """What argparse parses a flag with: ``bool`` for a switch, ``str`` for the test's name (a choice), else a
+    type that parses the value as :class:`AutoDropConfig` takes it and checks it, so that a bad value stops the
+    command line with argparse's message naming the flag (``argument --autodrop_window_size: ...``)."""
+    resolved = typing.get_type_hints(AutoDropConfig)[name]
+    if resolved is bool or name == "saturation_test":
+        return resolved if resolved is bool else str
+
+    def parse(cls: type, text: str) -> Any:
+        try:
+            value = _parse_flag(name, text)
+            (AutoDropConfig.paper if name == "threshold" else AutoDropConfig)(**{name: value})
+        except (TypeError, ValueError) as error:  # a JSON list that does not parse is a ValueError too
+            raise argparse.ArgumentTypeError(str(error)) from None
+        return value
+
+    return type(f"autodrop_{name}", (str,), {"__new__": parse, "__doc__": f"A value of AutoDrop's {name}."})
 
 
 def _flag(config_field: Any) -> tuple[str, Any, Any]:
     default = getattr(AutoDropConfig(), config_field.name)
     if isinstance(default, tuple):
         default = list(default)
-    help_text = f"AutoDrop: {config_field.metadata['help']} Default: {default} (the paper preset may differ)."
+    # One default in --help: argparse's "(default: None)" would name the field's None ("the preset's value");
+    # a help text that formats %(default) (here to nothing) is left as it is.
+    help_text = f"AutoDrop: {config_field.metadata['help']} Default: {default} (a preset may differ).%(default).0s"
     flag_type = _command_line_type(config_field.name)
     metadata = {"help": help_text}
     if config_field.name == "saturation_test":
@@ -127,7 +143,13 @@ def _parse_flag(name: str, value: Any) -> Any:
     if text in ("auto", "growing", "linear", "power"):
         return text
     if name == "min_lr" and ("," in text or text.startswith("[")):
-        parts = json.loads(text) if text.startswith("[") else text.split(",")
+        refused = f"min_lr must be a number, or a list of them such as [1e-6, 1e-5], got {text!r}."
+        try:
+            parts = json.loads(text) if text.startswith("[") else text.split(",")
+        except json.JSONDecodeError:
+            raise ValueError(refused) from None
+        if not isinstance(parts, list):
+            raise ValueError(refused)
         return [_parse_number(name, part) for part in parts]
     return _parse_number(name, text)
 
@@ -139,7 +161,8 @@ def _parse_number(name: str, text: Any) -> Any:
         number = float(text)
     except ValueError:
         return text  # AutoDropConfig names the field and what it accepts
-    return int(number) if number.is_integer() and name == "window_size" else number
+    whole = typing.get_type_hints(AutoDropConfig)[name] in (int, int | typing.Literal["auto", "growing"])
+    return int(number) if whole and number.is_integer() else number
 
 
 @dataclass
@@ -148,12 +171,13 @@ class _AutoDropArgumentsBase:
 
     ``lr_scheduler_type`` is redeclared because the stock field is a closed enum: it accepts
     ``"autodrop"`` besides every :class:`~transformers.SchedulerType` name. ``autodrop_preset`` picks
-    the defaults (``"default"``: the library's rule; ``"paper"``: the paper's), and the ``autodrop_*``
-    fields, :class:`~autodrop_hf.AutoDropConfig`'s hyper-parameters, override single values; with
-    ``lr_scheduler_type="autodrop"``, keys of ``lr_scheduler_kwargs`` named like them
-    (``{"drop_factor": 0.9}``, or ``{"preset": "paper"}``) override them too, as for any Hugging Face schedule;
-    with another schedule (for :class:`~autodrop_hf.AutoDropCallback`), its AutoDrop keys
-    (:func:`take_autodrop_scheduler_kwargs`) move into these fields at construction and the rest stays for it.
+    the defaults (``"default"``: the library's rule; ``"anytime"``: the horizon-free rule; ``"paper"``: the
+    paper's), and the ``autodrop_*`` fields, :class:`~autodrop_hf.AutoDropConfig`'s hyper-parameters, override
+    single values; with ``lr_scheduler_type="autodrop"``, keys of ``lr_scheduler_kwargs`` named like them
+    (``{"drop_factor": 0.9}``, or ``{"preset": "paper"}``) give them too, as for any Hugging Face schedule (the
+    same value twice is refused unless it agrees). With another schedule ``lr_scheduler_kwargs`` stays as a stock
+    Trainer has it, unless an :class:`~autodrop_hf.AutoDropCallback` joins the Trainer and takes AutoDrop's keys
+    (:func:`take_autodrop_scheduler_kwargs`).
     """
 
     lr_scheduler_type: str = field(
@@ -191,9 +215,8 @@ class AutoDropArgumentsMixin(_AutoDropFields):
         super().__post_init__()
         if requested == AUTODROP_SCHEDULER:
             self.lr_scheduler_type = AutoDropSchedulerName(AUTODROP_SCHEDULER)
-        else:  # another schedule: its lr_scheduler_kwargs may hold AutoDrop's values for AutoDropCallback
-            for name, value in take_autodrop_scheduler_kwargs(self).items():
-                setattr(self, f"autodrop_{name}", value)
+        # another schedule keeps its lr_scheduler_kwargs as a stock Trainer would: an AutoDropCallback, if one
+        # is added, takes AutoDrop's keys out of them when it joins the Trainer
         self.autodrop_config()  # fail now, with AutoDropConfig's message, not at train()
 
     def set_lr_scheduler(self, name: str = "linear", **kwargs: Any) -> Any:
@@ -203,25 +226,36 @@ class AutoDropArgumentsMixin(_AutoDropFields):
         self.lr_scheduler_type = AutoDropSchedulerName(AUTODROP_SCHEDULER)
         return self
 
-    def autodrop_config(self) -> AutoDropConfig:
-        """The :class:`~autodrop_hf.AutoDropConfig` these arguments describe."""
+    def autodrop_config(self, scheduler_kwargs: dict[str, Any] | None = None) -> AutoDropConfig:
+        """The :class:`~autodrop_hf.AutoDropConfig` these arguments describe: the preset, the ``autodrop_*``
+        fields, and AutoDrop's keys of ``lr_scheduler_kwargs`` (with ``lr_scheduler_type="autodrop"`` all of
+        them; with another schedule ``scheduler_kwargs``, the keys :class:`~autodrop_hf.AutoDropCallback` took).
+        A value given both as a flag and as a key is refused unless they agree."""
         values = {
             name: _parse_flag(name, getattr(self, f"autodrop_{name}"))
             for name in AutoDropConfig.field_names()
             if getattr(self, f"autodrop_{name}") is not None
         }
-        preset = self.autodrop_preset
-        if uses_autodrop(self) and self.lr_scheduler_kwargs:
-            overrides = dict(self.lr_scheduler_kwargs)
-            preset = overrides.pop("preset", preset)
-            unknown = sorted(set(overrides) - set(AutoDropConfig.field_names()))
-            if unknown:
+        overrides = dict(self.lr_scheduler_kwargs or {}) if uses_autodrop(self) else dict(scheduler_kwargs or {})
+        unknown = sorted(set(overrides) - {*AutoDropConfig.field_names(), "preset"})
+        if unknown:
+            raise ValueError(
+                f"lr_scheduler_kwargs {unknown} are not AutoDrop hyper-parameters; "
+                f"use {AutoDropConfig.field_names()} or 'preset'."
+            )
+        preset = overrides.pop("preset", self.autodrop_preset)
+        if preset != self.autodrop_preset and self.autodrop_preset != "default":
+            raise ValueError(
+                f"--autodrop_preset {self.autodrop_preset} and lr_scheduler_kwargs {{'preset': {preset!r}}} disagree: "
+                "give the preset once."
+            )
+        for name, value in overrides.items():
+            if name in values and values[name] != value:
                 raise ValueError(
-                    f"lr_scheduler_kwargs {unknown} are not AutoDrop hyper-parameters; "
-                    f"use {AutoDropConfig.field_names()} or 'preset'."
+                    f"--autodrop_{name} {getattr(self, f'autodrop_{name}')} and lr_scheduler_kwargs "
+                    f"{{{name!r}: {value!r}}} disagree: give AutoDrop's {name} once."
                 )
-            values.update(overrides)
-        return AutoDropConfig.preset(preset, **values)
+        return AutoDropConfig.preset(preset, **{**values, **overrides})
 
 
 @dataclass
