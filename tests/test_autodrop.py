@@ -261,6 +261,16 @@ def test_resume_with_growing_windows_is_exact(tmp_path):
     assert lrs == lrs_straight and torch.equal(second.x, straight.x)
 
 
+def test_each_drop_is_said_once_with_the_learning_rate_before_and_after(caplog):
+    problem = NoisyQuadratic(lr=0.06)
+    autodrop = AutoDrop([problem.x], AutoDropConfig.paper(window_size=4, drop_factor=0.5), problem.scheduler)
+    with caplog.at_level("INFO", logger="autodrop_hf"):
+        run(problem, autodrop, 1_000)
+    said = [r.getMessage() for r in caplog.records if "no progress (statistic" in r.getMessage()]
+    assert len(said) == len(autodrop.drops) >= 2
+    assert said[0].startswith(f"AutoDrop: step {autodrop.drops[0]}: ") and said[0].endswith("0.06 -> 0.03.")
+
+
 def test_drop_takes_effect_from_the_next_optimizer_step():
     problem = NoisyQuadratic(lr=0.06, num_warmup_steps=10)
     autodrop = AutoDrop([problem.x], AutoDropConfig.paper(window_size=4, drop_factor=0.5), problem.scheduler)

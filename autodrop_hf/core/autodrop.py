@@ -319,8 +319,16 @@ class AutoDrop:
             self._say_if_no_signal(result)
             if result.saturated:
                 self.test.reset()
-                was_low = self._at_done_level()
+                was_low, before = self._at_done_level(), self._learning_rate()
                 dropped = self._drop()
+                if dropped:
+                    logger.info(
+                        "AutoDrop: step %d: no progress (statistic %.3g): learning rate %.4g -> %.4g.",
+                        self.num_steps,
+                        result.statistic,
+                        before,
+                        self._learning_rate(),
+                    )
                 if self.done_step is None and (was_low or max(self.lr_scales) == 0.0):
                     self._say_done(result.statistic)
             if self.window_grows:
@@ -378,6 +386,11 @@ class AutoDrop:
         remaining = self.num_training_steps - self.num_steps
         interval = self.config.buffer_size * self.window_size
         return max(0.0, 1 - interval / remaining) if remaining > 0 else 0.0
+
+    def _learning_rate(self) -> float:
+        """The first parameter group's learning rate (the scale, without a scheduler)."""
+        groups = self._optimizer_groups()
+        return self.lr_scales[0] if groups is None else groups[0]["lr"]
 
     def _warn_past_horizon(self) -> None:
         if self._warned_past_horizon:
