@@ -663,11 +663,25 @@ def test_a_state_of_other_buffer_sizes_for_the_same_shapes_gives_a_fresh_detecto
         ("num_steps", -1, "'num_steps' is invalid"),
         ("angles", [[1, "x"]], "'angles' is invalid"),
         ("decisions", None, "'decisions' is invalid"),
+        ("test", {"bufer": []}, "'test' is invalid .* 'buffer', a list of degrees"),
+        ("test", {"buffer": [1.0, float("nan")]}, "'test' is invalid"),
+        ("angular_velocity", {"steps_in_window": 0}, "'angular_velocity' is invalid .*window_size, steps_in_window"),
+        ("angular_velocity", "nan reference", "'angular_velocity' is invalid"),
+        ("angular_velocity", "steps past the window", "'angular_velocity' is invalid"),
+        ("angular_velocity", "no tensors", "'angular_velocity' is invalid"),
+        ("parameters", [[3, "x"]], "'parameters' is invalid"),
     ],
 )
 def test_a_state_with_invalid_values_is_refused_and_changes_nothing(field, value, message):
     _, before = _trained()
-    state = before.state_dict()
+    state = copy.deepcopy(before.state_dict())
+    meter = state["angular_velocity"]
+    if value == "nan reference":  # a hand-made state: the detector would never give an angle again
+        value = {**meter, "reference": [torch.full_like(t, float("nan")) for t in meter["reference"]]}
+    elif value == "steps past the window":
+        value = {**meter, "steps_in_window": meter["window_size"]}
+    elif value == "no tensors":
+        value = {**meter, "previous": [[0.0] * t.numel() for t in meter["previous"]]}
     _problem, target = _trained(seed=4)
     snapshot = (
         target.scale,
@@ -678,6 +692,8 @@ def test_a_state_with_invalid_values_is_refused_and_changes_nothing(field, value
     state[field] = value
     with pytest.raises(ValueError, match=message):
         target.load_state_dict(state)
+    with pytest.raises(ValueError, match="an AutoDrop state is a dict"):
+        target.load_state_dict([state])
     assert (
         target.scale,
         target.angles,

@@ -264,3 +264,42 @@ def test_a_launched_process_without_a_process_group_is_told(monkeypatch):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         AutoDropScheduler(optimizer, model, CONFIG)
+
+
+def test_a_scheduler_state_that_does_not_fit_is_refused_naming_the_field_and_changes_nothing():
+    model, optimizer = _problem()
+    scheduler = AutoDropScheduler(optimizer, model, CONFIG, num_training_steps=100, num_warmup_steps=5)
+    _train(model, optimizer, scheduler, range(30))
+    good = copy.deepcopy(scheduler.state_dict())
+    before = (
+        scheduler.last_epoch,
+        list(scheduler.base_lrs),
+        scheduler.autodrop.num_steps,
+        optimizer.param_groups[0]["lr"],
+    )
+    cases = {
+        "no detector": ({k: v for k, v in good.items() if k != "autodrop"}, "has no 'autodrop': it is not an AutoDrop"),
+        "the detector's own state": (good["autodrop"], "has no 'autodrop'"),
+        "no base_lrs": ({**good, "base_lrs": []}, r"field 'base_lrs' is missing or does not fit .* 1 parameter"),
+        "NaN scale": ({**good, "scales": [float("nan")]}, "field 'scales'"),
+        "a broken detector": ({**good, "autodrop": {**good["autodrop"], "test": {}}}, "'test' is invalid"),
+    }
+    for name, (state, message) in cases.items():
+        with pytest.raises(ValueError, match=message):
+            scheduler.load_state_dict(state)
+        after = (scheduler.last_epoch, list(scheduler.base_lrs), scheduler.autodrop.num_steps,
+                 optimizer.param_groups[0]["lr"])  # fmt: skip
+        assert after == before, name
+
+
+def test_set_lr_scale_takes_numbers_and_refuses_nan_and_negative_scales():
+    import numpy as np
+
+    _model, optimizer = _problem()
+    scheduler = AutoDropLR(optimizer)
+    scheduler.set_lr_scale(np.float32(0.5))
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(1.5e-3)
+    for bad in (float("nan"), -1.0, [0.5, 0.5]):
+        with pytest.raises(ValueError, match="set_lr_scale needs"):
+            scheduler.set_lr_scale(bad)
+    assert scheduler.scales == [0.5]

@@ -10,6 +10,7 @@ import logging
 import math
 import numbers
 import os
+import reprlib
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -685,15 +686,18 @@ def _process_group(process_group: Any, accelerator: Any) -> tuple[Any, int]:
 def _validated_state(state: dict[str, Any]) -> dict[str, Any]:
     """The plain values of an :meth:`AutoDrop.state_dict`, checked; ``ValueError`` names a bad field."""
 
+    if not isinstance(state, dict):
+        raise ValueError(f"an AutoDrop state is a dict (AutoDrop.state_dict()), got {type(state).__name__}.")
+
     def field(name: str, check, message: str) -> Any:
         if name not in state:
             raise ValueError(f"AutoDrop state has no {name!r}: it is not an AutoDrop.state_dict().")
         try:
             value = check(state[name])
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, KeyError, AttributeError):
             value = None
         if value is None:
-            raise ValueError(f"AutoDrop state field {name!r} is invalid ({state[name]!r}): {message}.")
+            raise ValueError(f"AutoDrop state field {name!r} is invalid ({reprlib.repr(state[name])}): {message}.")
         return value
 
     def count(value: Any) -> int | None:
@@ -722,9 +726,34 @@ def _validated_state(state: dict[str, Any]) -> dict[str, Any]:
     values["num_warmup_steps"] = None if warmup is None else field("num_warmup_steps", count, "an integer >= 0")
     done = state.get("done_step")  # states from before the done signal have none
     values["done_step"] = None if done is None else field("done_step", count, "None or an integer >= 0")
-    for name in ("parameters", "test", "angular_velocity"):
-        field(name, lambda v: v if v is not None else None, "present")
+    field("parameters", lambda v: [list(map(int, shape)) for shape in v], "a list of tensor shapes")
+    field("test", _test_state, "the test's state: 'buffer', a list of degrees (and 'previous_smoothed')")
+    field("angular_velocity", _meter_state, "the windows' state (window_size, steps_in_window, phase, buffers)")
     return values
+
+
+def _test_state(value: Any) -> dict[str, Any] | None:
+    """A saturation test's state: finite angles in ``buffer``; ``previous_smoothed`` a number or ``None``."""
+    buffer = [float(a) for a in value["buffer"]]
+    previous = value.get("previous_smoothed")
+    if not all(math.isfinite(a) for a in buffer) or (previous is not None and not math.isfinite(float(previous))):
+        return None
+    return value
+
+
+def _meter_state(value: Any) -> dict[str, Any] | None:
+    """A window meter's state: counts, a known phase, and finite float tensors where they are read."""
+    window, steps = value["window_size"], value["steps_in_window"]
+    if not (isinstance(window, int) and isinstance(steps, int) and window >= 1 and 0 <= steps < window):
+        return None
+    phase = WindowPhase(value["phase"])
+    buffers = {name: list(value[name]) for name in ("reference", "window_sum", "previous")}
+    if not all(isinstance(t, torch.Tensor) and t.is_floating_point() for ts in buffers.values() for t in ts):
+        return None
+    read = {"reference": phase is not WindowPhase.EMPTY, "previous": phase is WindowPhase.MEASURING}
+    if any(not bool(torch.isfinite(t).all()) for name, needed in read.items() if needed for t in buffers[name]):
+        return None  # NaN where the next window reads: the detector would never give an angle again
+    return value
 
 
 class OptimizerStepCounter:

@@ -89,6 +89,11 @@ class AutoDropScheduler(AutoDropLR):
         """Restore :meth:`state_dict`: the schedule, then the detector (which re-synchronises the learning
         rate); if the detector's state is refused, the schedule is put back too, so a failed load changes
         nothing."""
+        if not isinstance(state_dict, dict) or "autodrop" not in state_dict:
+            raise ValueError(
+                "AutoDropScheduler state has no 'autodrop': it is not an AutoDropScheduler.state_dict() (an AutoDropLR "
+                "state goes into an AutoDropLR, AutoDrop.state_dict() into scheduler.autodrop.load_state_dict)."
+            )
         state = dict(state_dict)
         detector = state.pop("autodrop")
         schedule = self._schedule_state()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import numbers
+import reprlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -50,13 +52,37 @@ class AutoDropLR(LRScheduler):
 
     _get_closed_form_lr = get_lr
 
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`; a state that does not fit this optimizer is refused naming the field,
+        and changes nothing."""
+        count = len(self.optimizer.param_groups)
+        checks = {
+            "base_lrs": lambda v: len(v) == count and all(math.isfinite(x) and x >= 0 for x in v),
+            "scales": lambda v: len(v) == count and all(math.isfinite(x) and x >= 0 for x in v),
+            "last_epoch": lambda v: isinstance(v, int) and v >= -1,
+        }
+        for name, check in checks.items():
+            try:
+                fits = name in state_dict and check(state_dict[name])
+            except TypeError:
+                fits = False
+            if not fits:
+                raise ValueError(
+                    f"{type(self).__name__} state field {name!r} is missing or does not fit this optimizer's {count} "
+                    f"parameter groups: {reprlib.repr(state_dict.get(name))}."
+                )
+        super().load_state_dict(state_dict)
+
     def set_lr_scale(self, scales: float | Sequence[float]) -> None:
-        """Set the drop scale of every group (one number, or one per group); the optimizer's learning
+        """Set the drop scale of every group (one number >= 0, or one per group); the optimizer's learning
         rates change at once (next step)."""
         count = len(self.optimizer.param_groups)
-        self.scales = [float(scales)] * count if isinstance(scales, int | float) else [float(s) for s in scales]
-        if len(self.scales) != count:
-            raise ValueError(f"set_lr_scale needs one scale per parameter group ({count}), got {len(self.scales)}.")
+        values = [scales] * count if isinstance(scales, numbers.Real) else list(scales)
+        if len(values) != count:
+            raise ValueError(f"set_lr_scale needs one scale per parameter group ({count}), got {len(values)}.")
+        if not all(isinstance(v, numbers.Real) and math.isfinite(v) and v >= 0 for v in values):
+            raise ValueError(f"set_lr_scale needs finite scales >= 0, got {scales!r}.")
+        self.scales = [float(v) for v in values]
         for group, lr in zip(self.optimizer.param_groups, self.get_lr(), strict=True):
             group["lr"] = lr
         self._last_lr = [group["lr"] for group in self.optimizer.param_groups]
