@@ -27,7 +27,7 @@ from .angular_velocity import (
     trainable_parameters,
 )
 from .config import POWER_DECAY_EXPONENT, AutoDropConfig
-from .history import HISTORY_FILE, append_record, truncate_history
+from .history import HISTORY_FILE, append_record, resume_history
 from .noise_floor import MomentumFilter, momentum_filter, noise_floor
 from .saturation import NoiseFloorTest, SaturationResult, SmoothedChangeTest
 from .scheduler import (
@@ -518,7 +518,14 @@ class AutoDrop:
             "lr_scale": self.scale,
             "dropped": dropped,
             "done": self.done,
+            "window": self.window_size,
+            "boundary": self._boundary(),
         }
+
+    def _boundary(self) -> float:
+        """The statistic where a decision turns from hold to drop: ``-drift_z`` (drop at or above it), or the
+        paper's ``threshold`` (drop below it)."""
+        return self.config.threshold if self.config.saturation_test == "smoothed_change" else -self.config.drift_z
 
     def log_dict(self) -> dict[str, float]:
         """The ``autodrop/*`` values for a logger (``accelerator.log``, TensorBoard): the last angle, its
@@ -617,14 +624,9 @@ class AutoDrop:
         self._truncate_history()
 
     def _truncate_history(self) -> None:
-        """Drop the history file's records after the restored step: a resumed run writes them again. The file
-        is a log, not state: a damaged or unwritable one is said, and the load stands."""
-        if self.history_file is None or not self._is_first_process():
-            return
-        try:
-            truncate_history(self.history_file, self.num_steps)
-        except (OSError, ValueError) as error:
-            warn(f"AutoDrop could not cut {self.history_file} at step {self.num_steps}: {error}", UserWarning)
+        """Drop the history file's records after the restored step: a resumed run writes them again."""
+        if self.history_file is not None and self._is_first_process():
+            resume_history(self.history_file, self.num_steps)
 
     def _set_scale(self, scale: float) -> None:
         """Restore the scale, and make the scheduler apply ``lr_scales`` (the current ``min_lr`` floors) where its

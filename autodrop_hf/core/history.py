@@ -10,7 +10,10 @@ in a plain loop; read by ``autodrop-hf plot``, the examples and the benchmarks. 
 - ``smoothed``: the Gaussian-smoothed angle of the paper's test (``null`` otherwise);
 - ``lr``: the learning rate of the first parameter group from the next step on;
 - ``lr_scale``: the product of the drops so far;
-- ``dropped``: whether this window ended with a drop.
+- ``dropped``: whether this window ended with a drop;
+- ``done``: whether AutoDrop has said that training is done (from that window on);
+- ``window``: the window size in optimizer steps (it grows with the horizon-free rule);
+- ``boundary``: where the statistic turns a decision from hold to drop (``-drift_z``, or the paper's threshold).
 
 A crash in the middle of a write leaves a partial last line: readers drop it with one warning.
 """
@@ -60,3 +63,13 @@ def truncate_history(path: str | Path, last_step: int) -> None:
     kept = [r for r in read_history(path) if r["step"] <= last_step] if last_step > 0 and path.exists() else []
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(json.dumps(r, allow_nan=False) + "\n" for r in kept), encoding="utf-8")
+
+
+def resume_history(path: str | Path, last_step: int) -> None:
+    """:func:`truncate_history` for a resumed run. The file is a log, not state: one that cannot be read (not
+    UTF-8, a damaged line) or cut is said, and a fresh log replaces it; it never stops the resume."""
+    try:
+        truncate_history(path, last_step)
+    except (OSError, ValueError) as error:  # UnicodeDecodeError is a ValueError
+        warn(f"AutoDrop could not cut {path} at step {last_step} ({error}): starting a fresh history there.")
+        Path(path).write_text("", encoding="utf-8")

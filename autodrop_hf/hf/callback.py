@@ -14,7 +14,7 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from ..core.autodrop import AutoDrop
 from ..core.config import AutoDropConfig
-from ..core.history import HISTORY_FILE, append_record, truncate_history
+from ..core.history import HISTORY_FILE, append_record, resume_history
 from ..core.scheduler import AutoDropLR, unwrap_scheduler
 from ..core.user_warnings import warn
 from .training_args import scheduler_name, take_autodrop_scheduler_kwargs, uses_autodrop
@@ -176,7 +176,7 @@ class AutoDropCallback(TrainerCallback):
             if saved_history is not None and saved_history.exists() and saved_history != history:
                 history.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(saved_history, history)
-            truncate_history(history, self.autodrop.num_steps)  # its steps: the scaler's skipped steps not counted
+            resume_history(history, self.autodrop.num_steps)  # its steps: the scaler's skipped steps not counted
 
     def _checkpoint_folder(self, args: TrainingArguments, state: TrainerState) -> Path:
         """The checkpoint the Trainer resumes from: the one it was given, wherever it is (or, if the call

@@ -36,7 +36,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     plot.add_argument(
         "output_dir", help="the run's output_dir (holds autodrop_history.jsonl), or a history file of a plain loop"
     )
-    plot.add_argument("--output", help="PNG path (default: autodrop.png beside the history)")
+    plot.add_argument(
+        "--output", help="image file (.png, .pdf, .svg), or a folder for autodrop.png (default: beside the history)"
+    )
     nqm = commands.add_parser(
         "nqm", help="the paper's noisy quadratic model: Figures 1-2, Theorem 3.2 and Eq. 38 checked"
     )
@@ -60,7 +62,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
         try:
             print(plot_run(args.output_dir, args.output))
-        except (FileNotFoundError, ValueError) as error:  # no history; a damaged line (named)
+        except (OSError, ValueError) as error:  # no history; not an image name; a folder that cannot be made
             parser.exit(2, f"autodrop-hf plot: {error}\n")
 
 
