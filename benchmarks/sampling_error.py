@@ -107,7 +107,9 @@ def main() -> None:
         parser.error(f"{args.data} needs {'--glue_dir' if args.data == 'glue' else '--text_dir'}")
     torch.manual_seed(42)
     model, optimizer, batches, total, warmup = (glue_run if args.data == "glue" else translation_run)(args)
-    scheduler = AutoDropScheduler(optimizer, model, AutoDropConfig(), num_training_steps=total, num_warmup_steps=warmup)
+    scheduler = AutoDropScheduler(
+        optimizer, model, AutoDropConfig(sample_fraction=1.0), num_training_steps=total, num_warmup_steps=warmup
+    )
     shadows = {}
     for fraction in FRACTIONS:
         for block in args.blocks:

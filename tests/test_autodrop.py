@@ -745,3 +745,16 @@ def test_a_changed_min_lr_applies_on_resume_whatever_the_scheduler(make):
     assert second.optimizer.param_groups[0]["lr"] == pytest.approx(0.1 * max(autodrop.scale, 0.1), rel=1e-12)
     run(second, resumed, 100)
     assert second.optimizer.param_groups[0]["lr"] == pytest.approx(0.01, rel=1e-12)  # the new floor
+
+
+def test_the_default_mode_is_exact_for_a_small_model_and_memory_light_for_a_large_one_and_says_so(caplog):
+    with caplog.at_level("INFO", logger="autodrop_hf"):
+        small = AutoDrop([torch.nn.Parameter(torch.zeros(1_000))], momentum=0.9)
+        large = AutoDrop([torch.nn.Parameter(torch.zeros(12_000_000))], momentum=0.9)
+    assert small.angular_velocity.num_parameters == 1_000 and small.angular_velocity.sample_stride == 1
+    watched = large.angular_velocity.num_parameters
+    assert large.angular_velocity.sample_stride == 46 and 250_000 < watched < 270_000  # 3 MB of buffers, not 144
+    said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("AutoDrop: ")]
+    assert said[0] == "AutoDrop: watching all 1,000 trainable elements (exact mode, 12 bytes each)."
+    assert said[1].startswith("AutoDrop: the memory-light mode watches every 46-th block of 8 of the 12,000,000")
+    assert "sample_fraction=1: all" in said[1]

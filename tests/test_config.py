@@ -68,9 +68,9 @@ def test_a_setting_of_the_test_not_in_use_is_refused():
 
 
 def test_a_sample_fraction_too_small_to_invert_is_refused():
-    with pytest.raises(ValueError, match=r"sample_fraction must satisfy 1e-9 <= sample_fraction <= 1, got 1e-310"):
+    with pytest.raises(ValueError, match=r"sample_fraction must satisfy 1e-9 <= sample_fraction <= 1, or 'auto', got 1e-310"):
         AutoDropConfig(sample_fraction=1e-310)
-    assert AutoDropConfig(sample_fraction=1e-9).sample_stride == 10**9
+    assert AutoDropConfig(sample_fraction=1e-9).sample_stride(5) == 10**9
 
 
 def test_numpy_scalars_and_0d_tensors_are_numbers():
@@ -122,3 +122,15 @@ def test_growing_windows_are_the_largest_power_of_two_at_most_a_fiftieth_of_the_
 
 def test_explicit_window_size_ignores_the_step_count():
     assert AutoDropConfig(window_size=7).resolve_window_size(1_000_000) == 7
+
+
+@pytest.mark.parametrize(
+    ("elements", "stride"),
+    [(1, 1), (10_000_000, 1), (10_000_001, 38), (22_713_986, 87), (7_000_000_000, 26_703)],
+)
+def test_auto_sample_fraction_is_exact_for_small_models_and_a_fixed_sample_above(elements, stride):
+    config = AutoDropConfig()
+    assert config.sample_fraction == "auto" and config.sample_stride(elements) == stride
+    if stride > 1:  # about 262,144 watched elements (32,768 blocks of 8), whatever the model
+        assert 0.9 * 262_144 < elements / stride < 1.1 * 262_144
+    assert AutoDropConfig(sample_fraction=1).sample_stride(elements) == 1

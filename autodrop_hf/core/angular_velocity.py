@@ -125,7 +125,7 @@ def _version(tensor: Tensor) -> int:
     return tensor._version
 
 
-def _global_numel(param: Tensor) -> int:
+def global_numel(param: Tensor) -> int:
     """The number of elements of the whole parameter, on all processes together: a ``DTensor``'s global
     size, DeepSpeed ZeRO-3's ``ds_numel`` (the parameter itself is an empty placeholder), or its own."""
     return getattr(param, "ds_numel", None) or param.numel()
@@ -302,7 +302,7 @@ class WindowedAngularVelocity:
         self.reduce_sums = reduce_sums
         self.world_size = world_size
         self.sample_stride = sample_stride
-        self.total_elements = sum(_global_numel(p) for p in params)  # the model's, on all processes together
+        self.total_elements = sum(global_numel(p) for p in params)  # the model's, on all processes together
         if sample_block is None:
             sample_block = sample_block_size(self.total_elements, sample_stride)
         self.sample_block = sample_block

@@ -24,6 +24,7 @@ from .angular_velocity import (
     WindowedAngularVelocity,
     WindowPhase,
     candidate_parameters,
+    global_numel,
     trainable_parameters,
 )
 from .config import POWER_DECAY_EXPONENT, AutoDropConfig
@@ -211,11 +212,26 @@ class AutoDrop:
                 return sums
 
         self._watched_ids = {id(p) for p in params}
-        meter = WindowedAngularVelocity(params, self.window_size, reduce_sums, world_size, self.config.sample_stride)
+        elements = sum(global_numel(p) for p in params)
+        stride = self.config.sample_stride(elements)
+        meter = WindowedAngularVelocity(params, self.window_size, reduce_sums, world_size, stride)
         blocks = meter.num_blocks_in_all_processes
-        if self.config.sample_stride > 1 and blocks < TARGET_SAMPLED_BLOCKS:
+        if stride == 1:
+            logger.info("AutoDrop: watching all %s trainable elements (exact mode, 12 bytes each).", f"{elements:,}")
+        else:
+            logger.info(
+                "AutoDrop: the memory-light mode watches every %d-th block of %d of the %s trainable elements (%s "
+                "blocks, %.2g bytes per element, median angle error about %.2g degrees; sample_fraction=1: all).",
+                stride,
+                meter.sample_block,
+                f"{elements:,}",
+                f"{blocks:,}",
+                12 / stride,
+                SAMPLED_ANGLE_ERROR_SCALE / math.sqrt(blocks),
+            )
+        if stride > 1 and blocks < TARGET_SAMPLED_BLOCKS:
             # blocks of one element by now: the elements of all processes are about blocks x stride
-            needed = TARGET_SAMPLED_BLOCKS / (blocks * self.config.sample_stride)
+            needed = TARGET_SAMPLED_BLOCKS / (blocks * stride)
             advice = f"sample_fraction >= {needed:.2g}" if needed < 0.5 else "sample_fraction=1 (exact)"
             warn(
                 f"sample_fraction={self.config.sample_fraction} watches about {blocks:,} elements of this model: "

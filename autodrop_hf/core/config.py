@@ -17,6 +17,10 @@ AUTO_WINDOWS_PER_RUN = 1000
 GROWING_WINDOW_DIVISOR = 50
 #: ``drop_factor="power"``: drops are the stairs of the decay ``(t / t_0) ** -POWER_DECAY_EXPONENT``.
 POWER_DECAY_EXPONENT = 0.5
+#: ``sample_fraction="auto"`` watches every element of a model with at most this many trainable elements ...
+AUTO_EXACT_LIMIT = 10_000_000
+#: ... and above it a sample of about this many (32,768 blocks of 8: a median angle error near 0.15°).
+AUTO_SAMPLED_ELEMENTS = 262_144
 #: The window sizes that are not a number, and the drop factors that are not a number.
 WINDOW_SIZES = ("auto", "growing")
 DROP_FACTORS = ("auto", "linear", "power")
@@ -70,8 +74,10 @@ class AutoDropConfig:
         sample_fraction: the memory-light mode: watch this fraction of the trainable elements, in contiguous
             blocks of 8 (every ``round(1 / sample_fraction)``-th block, the same on every process and
             after a resume; smaller blocks, down to 1 element, where the sample would hold fewer than 16,384
-            blocks): memory (12 bytes per watched element) and per-step work shrink with it. 1 (the default)
-            watches every element.
+            blocks): memory (12 bytes per watched element) and per-step work shrink with it. 1 watches every
+            element (exact). ``"auto"`` (default): exact up to 10M trainable elements (12 bytes each: 120 MB),
+            above that a sample of about 262,144 elements (3 MB whatever the model, a median angle error
+            near 0.15°).
     """
 
     saturation_test: Literal["noise_floor", "smoothed_change"] = field(
@@ -124,9 +130,12 @@ class AutoDropConfig:
         default=False,
         metadata={"help": "Stop training when AutoDrop says it is done (evaluated and saved as at the end)."},
     )
-    sample_fraction: float = field(
-        default=1.0,
-        metadata={"help": "Memory-light mode: watch this fraction of the parameters, in blocks (1 = all of them)."},
+    sample_fraction: float | Literal["auto"] = field(
+        default="auto",
+        metadata={
+            "help": "Memory-light mode: watch this fraction of the parameters, in blocks (1 = all of them); 'auto': "
+            "all up to 10M trainable parameters, about 262,144 of them above."
+        },
     )
 
     def __post_init__(self) -> None:
@@ -154,10 +163,10 @@ class AutoDropConfig:
         object.__setattr__(self, "threshold", threshold)
         drift_z = _real("drift_z", self.drift_z, "drift_z >= 0 (standard errors)", lambda v: v >= 0)
         object.__setattr__(self, "drift_z", drift_z)
-        fraction = _real(
-            "sample_fraction", self.sample_fraction, "1e-9 <= sample_fraction <= 1", lambda v: 1e-9 <= v <= 1
-        )
-        object.__setattr__(self, "sample_fraction", fraction)
+        if self.sample_fraction != "auto":
+            allowed = "1e-9 <= sample_fraction <= 1, or 'auto'"
+            fraction = _real("sample_fraction", self.sample_fraction, allowed, lambda v: 1e-9 <= v <= 1)
+            object.__setattr__(self, "sample_fraction", fraction)
         if isinstance(self.min_lr, list | tuple):
             if not self.min_lr:
                 raise ValueError("min_lr must be a number >= 0 or a non-empty list of them, got [].")
@@ -234,9 +243,12 @@ class AutoDropConfig:
             )
         return self.drop_factor
 
-    @property
-    def sample_stride(self) -> int:
-        """Watch every ``sample_stride``-th block: ``round(1 / sample_fraction)``."""
+    def sample_stride(self, num_elements: int) -> int:
+        """Watch every ``sample_stride``-th block of a model of ``num_elements`` trainable elements (all processes):
+        ``round(1 / sample_fraction)``; with ``"auto"`` 1 up to :data:`AUTO_EXACT_LIMIT` elements, else the stride
+        that keeps about :data:`AUTO_SAMPLED_ELEMENTS`."""
+        if self.sample_fraction == "auto":
+            return 1 if num_elements <= AUTO_EXACT_LIMIT else round(num_elements / AUTO_SAMPLED_ELEMENTS)
         return max(1, round(1 / self.sample_fraction))
 
     def min_lrs(self, num_groups: int) -> list[float]:
