@@ -249,10 +249,10 @@ def test_text_files_in_another_encoding_name_the_file(tmp_path, encoding, guess)
 @pytest.mark.parametrize(
     ("arguments", "message"),
     [
-        (["--steps", "0"], "argument --steps: expected an integer >= 100, got 0"),
-        (["--steps", "-5"], "argument --steps: expected an integer >= 100, got -5"),
-        (["--theorem_steps", "1"], "argument --theorem_steps: expected an integer >= 100, got 1"),
-        (["--steps", "ten"], "expected an integer >= 100, got 'ten'"),
+        (["--steps", "0"], "argument --steps: expected an integer from 100 to 2147483648, got 0"),
+        (["--steps", "-5"], "argument --steps: expected an integer from 100 to 2147483648, got -5"),
+        (["--theorem_steps", "1"], "argument --theorem_steps: expected an integer from 100 to 2147483648, got 1"),
+        (["--steps", "ten"], "expected an integer from 100 to 2147483648, got 'ten'"),
     ],
 )
 def test_nqm_refuses_step_counts_it_cannot_use(tmp_path, arguments, message):
@@ -312,3 +312,19 @@ def test_a_history_file_in_a_missing_folder_is_created_and_a_folder_or_unwritabl
     blocked.write_text("")
     with pytest.raises(ValueError, match=r"history_file='.*a_file/history.jsonl' cannot be written"):
         AutoDrop(params, momentum=0.9, history_file=blocked / "history.jsonl")
+
+
+def test_a_string_base_lr_is_named_and_a_huge_seed_is_an_argparse_error(tmp_path):
+    params = [torch.nn.Parameter(torch.zeros(3))]
+    with pytest.raises(
+        ValueError, match=r"base_lr must be a number or one per parameter group, got '1e-3' \(a string\)"
+    ):
+        AutoDrop(params, AutoDropConfig(min_lr=1e-5), momentum=0.9, base_lr="1e-3")
+    result = subprocess.run([sys.executable, "-m", "autodrop_hf.tools.cli", "nqm", "--output", str(tmp_path / "n"),
+                             "--seed", str(10**20)], capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert result.returncode == 2 and "argument --seed: expected an integer from 0 to" in result.stderr
+    blocked = tmp_path / "a_file"
+    blocked.write_text("")
+    command = [sys.executable, "-m", "autodrop_hf.tools.cli", "nqm", "--output", str(blocked / "n"), "--steps", "100"]
+    result = subprocess.run([*command, "--theorem_steps", "100"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and result.stderr.startswith("autodrop-hf nqm: ") and "a_file" in result.stderr

@@ -180,6 +180,8 @@ class AutoDrop:
         groups = self._optimizer_groups()
         if base_lr is None:
             peaks = peak_lrs(self.scheduler)
+        elif isinstance(base_lr, str):
+            raise ValueError(f"base_lr must be a number or one per parameter group, got {base_lr!r} (a string).")
         elif isinstance(base_lr, numbers.Real) or not isinstance(base_lr, Sequence):
             peaks = [_number("base_lr", base_lr)] * (1 if groups is None else len(groups))
         else:

@@ -143,7 +143,7 @@ class AutoDropConfig:
             raise ValueError(f"saturation_test must be one of {SATURATION_TESTS}, got {self.saturation_test!r}.")
         window = self.window_size
         if window not in WINDOW_SIZES:
-            window = _integer("window_size", window, 1, "an integer >= 1, 'auto' or 'growing'")
+            window = _integer("window_size", window, 1, "an integer from 1 to 2**31, 'auto' or 'growing'", 2**31)
             object.__setattr__(self, "window_size", window)
         if self.drop_factor not in DROP_FACTORS:
             allowed = "0 < drop_factor < 1, or 'auto', 'linear' or 'power'"
@@ -158,7 +158,8 @@ class AutoDropConfig:
                 "window_size='growing' needs saturation_test='noise_floor' (the paper's test compares consecutive "
                 "angles, which a change of window size would shift): give the paper's test a window size."
             )
-        object.__setattr__(self, "buffer_size", _integer("buffer_size", self.buffer_size, 2, "an integer >= 2"))
+        buffer_size = _integer("buffer_size", self.buffer_size, 2, "an integer from 2 to 2**31")
+        object.__setattr__(self, "buffer_size", buffer_size)
         threshold = _real("threshold", self.threshold, "threshold > 0 (degrees)", lambda v: v > 0)
         object.__setattr__(self, "threshold", threshold)
         drift_z = _real("drift_z", self.drift_z, "drift_z >= 0 (standard errors)", lambda v: v >= 0)
@@ -312,10 +313,10 @@ def _real(name: str, value: Any, allowed: str, is_allowed) -> float:
     return float(number)
 
 
-def _integer(name: str, value: Any, minimum: int, allowed: str) -> int:
+def _integer(name: str, value: Any, minimum: int, allowed: str, maximum: int = 2**31) -> int:
     number = _plain_number(value)
     if isinstance(number, float) and number.is_integer() and not isinstance(value, float):
         number = int(number)
-    if isinstance(number, bool) or not isinstance(number, int) or number < minimum:
+    if isinstance(number, bool) or not isinstance(number, int) or not minimum <= number <= maximum:
         raise ValueError(f"{name} must be {allowed}, got {_describe(value)}.")
     return number

@@ -6,16 +6,16 @@ import argparse
 from collections.abc import Sequence
 
 
-def _at_least(minimum: int):
-    """An argparse type: an integer >= ``minimum``, or a message naming what to give."""
+def _integer(minimum: int, maximum: int = 2**31):
+    """An argparse type: an integer from ``minimum`` to ``maximum``, or a message naming what to give."""
 
     def parse(text: str) -> int:
         try:
             value = int(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {value}")
+            raise argparse.ArgumentTypeError(f"expected an integer from {minimum} to {maximum}, got {text!r}") from None
+        if not minimum <= value <= maximum:
+            raise argparse.ArgumentTypeError(f"expected an integer from {minimum} to {maximum}, got {value}")
         return value
 
     return parse
@@ -43,11 +43,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         "nqm", help="the paper's noisy quadratic model: Figures 1-2, Theorem 3.2 and Eq. 38 checked"
     )
     nqm.add_argument("--output", default="nqm", help="folder for figures and nqm_results.json (default: nqm)")
-    nqm.add_argument("--steps", type=_at_least(100), default=3000, help="iterations of the Figure 1-2 runs (>= 100)")
+    nqm.add_argument("--steps", type=_integer(100), default=3000, help="iterations of the Figure 1-2 runs (>= 100)")
     nqm.add_argument(
-        "--theorem_steps", type=_at_least(100), default=20_000, help="stationary iterations per lr for Thm 3.2 (>= 100)"
+        "--theorem_steps", type=_integer(100), default=20_000, help="stationary iterations per lr for Thm 3.2 (>= 100)"
     )
-    nqm.add_argument("--seed", type=int, default=0)
+    nqm.add_argument("--seed", type=_integer(0, 2**63 - 1), default=0)
     args = parser.parse_args(argv)
     if args.command == "run":
         from ..hf.launcher import run_script
@@ -56,7 +56,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     elif args.command == "nqm":
         from ..paper.nqm_experiment import run
 
-        run(args.output, steps=args.steps, seed=args.seed, theorem_steps=args.theorem_steps)
+        try:
+            run(args.output, steps=args.steps, seed=args.seed, theorem_steps=args.theorem_steps)
+        except OSError as error:  # an output folder that cannot be made (a file in its path, no permission)
+            parser.exit(2, f"autodrop-hf nqm: {error}\n")
     elif args.command == "plot":
         from .plot import plot_run
 
