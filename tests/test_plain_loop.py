@@ -283,7 +283,7 @@ def test_a_scheduler_state_that_does_not_fit_is_refused_naming_the_field_and_cha
     cases = {
         "no detector": ({k: v for k, v in good.items() if k != "autodrop"}, "has no 'autodrop': it is not an AutoDrop"),
         "the detector's own state": (good["autodrop"], "has no 'autodrop'"),
-        "no base_lrs": ({**good, "base_lrs": []}, r"field 'base_lrs' is missing or does not fit .* 1 parameter"),
+        "no base_lrs": ({**good, "base_lrs": []}, r"field 'base_lrs' does not fit this scheduler .* 1 parameter"),
         "NaN scale": ({**good, "scales": [float("nan")]}, "field 'scales'"),
         "a broken detector": ({**good, "autodrop": {**good["autodrop"], "test": {}}}, "'test' is invalid"),
     }

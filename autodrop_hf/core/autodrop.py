@@ -728,7 +728,8 @@ def _validated_state(state: dict[str, Any]) -> dict[str, Any]:
         return value if math.isfinite(value) and 0 <= value <= 1 else None
 
     def records(value: Any) -> list[tuple[int, float]] | None:
-        return [(int(s), float(a)) for s, a in value]
+        pairs = [(int(s), float(a)) for s, a in value]
+        return pairs if all(0.0 <= a <= 180.0 for _, a in pairs) else None  # degrees
 
     def decisions(value: Any) -> list[Decision] | None:
         return [(int(s), float(z), bool(d)) for s, z, d in value]
@@ -737,8 +738,8 @@ def _validated_state(state: dict[str, Any]) -> dict[str, Any]:
         "config": field("config", lambda v: v if isinstance(v, dict) else None, "a dict of hyper-parameters"),
         "num_steps": field("num_steps", count, "an integer >= 0"),
         "scale": field("scale", scale, "a number in [0, 1]"),
-        "angles": field("angles", records, "a list of (step, degrees)"),
-        "smoothed": field("smoothed", records, "a list of (step, degrees)"),
+        "angles": field("angles", records, "a list of (step, degrees in [0, 180])"),
+        "smoothed": field("smoothed", records, "a list of (step, degrees in [0, 180])"),
         "decisions": field("decisions", decisions, "a list of (step, statistic, saturated)"),
         "drops": field("drops", lambda v: [int(s) for s in v], "a list of steps"),
     }
@@ -753,12 +754,10 @@ def _validated_state(state: dict[str, Any]) -> dict[str, Any]:
 
 
 def _test_state(value: Any) -> dict[str, Any] | None:
-    """A saturation test's state: finite angles in ``buffer``; ``previous_smoothed`` a number or ``None``."""
-    buffer = [float(a) for a in value["buffer"]]
+    """A saturation test's state: angles in ``buffer`` (degrees, in [0, 180]); ``previous_smoothed`` one or ``None``."""
     previous = value.get("previous_smoothed")
-    if not all(math.isfinite(a) for a in buffer) or (previous is not None and not math.isfinite(float(previous))):
-        return None
-    return value
+    degrees = [float(a) for a in value["buffer"]] + ([] if previous is None else [float(previous)])
+    return value if all(0.0 <= a <= 180.0 for a in degrees) else None
 
 
 def _meter_state(value: Any) -> dict[str, Any] | None:
@@ -769,6 +768,12 @@ def _meter_state(value: Any) -> dict[str, Any] | None:
     phase = WindowPhase(value["phase"])
     buffers = {name: list(value[name]) for name in ("reference", "window_sum", "previous")}
     if not all(isinstance(t, torch.Tensor) and t.is_floating_point() for ts in buffers.values() for t in ts):
+        return None
+    versions = value.get("buffer_versions")  # states from before it have none
+    count = sum(len(ts) for ts in buffers.values())
+    if versions is not None and not (isinstance(versions, list) and len(versions) == count):
+        return None
+    if not isinstance(value["warned_skip"], bool):
         return None
     read = {"reference": phase is not WindowPhase.EMPTY, "previous": phase is WindowPhase.MEASURING}
     if any(not bool(torch.isfinite(t).all()) for name, needed in read.items() if needed for t in buffers[name]):

@@ -53,23 +53,23 @@ class AutoDropLR(LRScheduler):
     _get_closed_form_lr = get_lr
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Restore :meth:`state_dict`; a state that does not fit this optimizer is refused naming the field,
-        and changes nothing."""
+        """Restore :meth:`state_dict`; a state that does not fit this optimizer, or whose values are not of the
+        kinds this scheduler keeps, is refused naming the field, and changes nothing."""
         count = len(self.optimizer.param_groups)
-        checks = {
-            "base_lrs": lambda v: len(v) == count and all(math.isfinite(x) and x >= 0 for x in v),
-            "scales": lambda v: len(v) == count and all(math.isfinite(x) and x >= 0 for x in v),
-            "last_epoch": lambda v: isinstance(v, int) and v >= -1,
-        }
-        for name, check in checks.items():
-            try:
-                fits = name in state_dict and check(state_dict[name])
-            except TypeError:
-                fits = False
+        own = self.state_dict()
+        for name in ("base_lrs", "scales", "last_epoch"):
+            if name not in state_dict:
+                raise ValueError(f"{type(self).__name__} state has no {name!r}: it is not this scheduler's state.")
+        for name, saved in state_dict.items():
+            fits = _same_kind(own.get(name), saved)
+            if name in ("base_lrs", "scales"):
+                fits = fits and len(saved) == count and all(x >= 0 for x in saved)
+            if name == "last_epoch":
+                fits = fits and saved >= -1
             if not fits:
                 raise ValueError(
-                    f"{type(self).__name__} state field {name!r} is missing or does not fit this optimizer's {count} "
-                    f"parameter groups: {reprlib.repr(state_dict.get(name))}."
+                    f"{type(self).__name__} state field {name!r} does not fit this scheduler (the optimizer has "
+                    f"{count} parameter groups): {reprlib.repr(saved)}."
                 )
         super().load_state_dict(state_dict)
 
@@ -86,6 +86,22 @@ class AutoDropLR(LRScheduler):
         for group, lr in zip(self.optimizer.param_groups, self.get_lr(), strict=True):
             group["lr"] = lr
         self._last_lr = [group["lr"] for group in self.optimizer.param_groups]
+
+
+def _same_kind(own: Any, saved: Any) -> bool:
+    """Whether a saved state value is of the kind this scheduler keeps under its name: a finite number for a
+    number, a bool for a bool, a list of such for a list; a field this scheduler holds as ``None`` (a count not
+    known yet) takes ``None`` or an integer; a name it does not have is left to the scheduler."""
+    if own is None:
+        return saved is None or (isinstance(saved, int) and not isinstance(saved, bool) and saved >= 0)
+    if isinstance(own, bool):
+        return isinstance(saved, bool)
+    if isinstance(own, numbers.Real):
+        number = isinstance(saved, numbers.Real) and not isinstance(saved, bool) and math.isfinite(saved)
+        return number and (isinstance(saved, int) or not isinstance(own, int))
+    if isinstance(own, list):
+        return isinstance(saved, list) and all(_same_kind(own[0] if own else 0.0, value) for value in saved)
+    return True
 
 
 def unwrap_scheduler(scheduler: Any) -> Any:
