@@ -1,20 +1,24 @@
 #!/usr/bin/env bash
-# The horizon-free benchmark (anytime protocol): each horizon-free schedule runs once per seed to 2·B0 and is
-# read at B0/4, B0/2, B0 and 2·B0; each schedule told the horizon runs once per budget. One lane per seed,
-# runs in the order below (the oracle and the anchors first), one thread each; a run whose result file exists
-# is skipped. Results: benchmarks/results/anytime/<family>/<schedule>_b<budget>_seed<N>.json.
-#   TEXT_DIR=../shared/data/translation/multi30k SEEDS="0 1" bash benchmarks/anytime_quality.sh
-#   SCHEDULES="autodrop_anytime" SEEDS="0 1" bash benchmarks/anytime_quality.sh      # one schedule
-# B0 (default 2000) and RESULTS, OUTPUTS (folders), PY may be set; the tests run it on a tiny budget.
+# The horizon-free benchmark (anytime protocol, benchmarks/anytime.py): each horizon-free schedule runs once per
+# seed to 2·B0 and is read at B0/4, B0/2, B0 and 2·B0; each schedule told the horizon runs once per budget. One
+# lane per seed, the runs in the order of SCHEDULES, one thread each; a run whose result file exists is skipped.
+# Results: benchmarks/results/anytime/<family>/<schedule>_b<budget>_seed<N>.json.
+#   FAMILY=lm B0=2000 SEEDS="0 1" bash benchmarks/anytime_quality.sh              # F1 (~2.5 h a lane)
+#   FAMILY=translation B0=1000 SEEDS="0 1" bash benchmarks/anytime_quality.sh     # F2
+#   FAMILY=lm SCHEDULES="autodrop_anytime" bash benchmarks/anytime_quality.sh     # one schedule
+# TEXT_DIR (default ../shared/data/translation/multi30k), WARMUP (default 100 steps), RESULTS, OUTPUTS (folders)
+# and PY may be set; the tests run it on a tiny budget.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+FAMILY=${FAMILY:-lm}
 TEXT_DIR=${TEXT_DIR:-../shared/data/translation/multi30k}
 B0=${B0:-2000}
+WARMUP=${WARMUP:-100}
 SEEDS=${SEEDS:-"0 1"}
 SCHEDULES=${SCHEDULES:-"autodrop_anytime linear schedule_free_3x constant reduce_lr_on_plateau wsd schedule_free autodrop autodrop_paper"}
 PY=${PY:-.venv/bin/python}
-RESULTS=${RESULTS:-benchmarks/results/anytime/lm}
-OUTPUTS=${OUTPUTS:-outputs/anytime/lm}
+RESULTS=${RESULTS:-benchmarks/results/anytime/$FAMILY}
+OUTPUTS=${OUTPUTS:-outputs/anytime/$FAMILY}
 export OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1
 budgets="$((B0 / 4)) $((B0 / 2)) $B0 $((2 * B0))"
 
@@ -24,8 +28,10 @@ run() {  # schedule budget seed [extra arguments]
   local result="$RESULTS/$name.json" out="$OUTPUTS/$name"
   if [ -f "$result" ]; then echo "have: $result"; return 0; fi
   rm -rf "$out" && mkdir -p "$out"
-  if "$PY" benchmarks/anytime_lm.py --text_dir "$TEXT_DIR" --schedule "$schedule" --budget "$budget" \
-      --seed "$seed" --eval_steps $((B0 / 4)) --result "$result" --output_dir "$out" "$@" > "$out/run.log" 2>&1; then
+  if "$PY" benchmarks/anytime.py --family "$FAMILY" --text_dir "$TEXT_DIR" --schedule "$schedule" \
+      --budget "$budget" --seed "$seed" --warmup_steps "$WARMUP" --eval_steps $((B0 / 4)) --result "$result" \
+      --output_dir "$out" "$@" \
+      > "$out/run.log" 2>&1; then
     echo "done: $name"
   else
     echo "FAILED: $name (see $out/run.log)"

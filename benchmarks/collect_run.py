@@ -28,7 +28,9 @@ def trace_of(output_dir: Path) -> dict[str, dict[str, list]]:
     trace: dict[str, dict[str, list]] = {}
     state_file = output_dir / "trainer_state.json"
     if state_file.exists():
-        log = json.loads(state_file.read_text())["log_history"]
+        state = json.loads(state_file.read_text())
+        log = state["log_history"]
+        trace["max_steps"] = state.get("max_steps")
         trace["train"] = _columns([e for e in log if "learning_rate" in e], ("step", "learning_rate", "loss"))
         evals = [e for e in log if "eval_loss" in e]
         metrics = sorted(
@@ -43,6 +45,7 @@ def trace_of(output_dir: Path) -> dict[str, dict[str, list]]:
         trace["autodrop"]["noise_floor"] = next((h.get("noise_floor") for h in history), None)
         trace["autodrop"]["smoothed"] = [h.get("smoothed") for h in measured]
         trace["autodrop"]["drop_steps"] = [h["step"] for h in history if h["dropped"]]
+        trace["autodrop"]["done"] = next((h["step"] for h in history if h.get("done")), None)
         trace["autodrop"]["decisions"] = _columns(
             [h for h in history if h.get("statistic") is not None], ("step", "statistic", "dropped")
         )

@@ -178,3 +178,63 @@ def test_the_sampling_error_benchmark_runs_and_is_tabulated(tmp_path: Path) -> N
     assert light["bytes_per_parameter"] < 0.15 and 0 <= light["angle_error_median_degrees"] <= 180
     assert light["same_decisions"] in (0.0, 1.0)
     assert f"| {light['watched_parameters']:,} of " in aggregate.sampling_table(tmp_path)
+
+
+def test_the_horizon_free_tables_by_hand(tmp_path: Path) -> None:
+    folder = tmp_path / "lm"
+    folder.mkdir()
+
+    def write(schedule, budget, seed, evals, **extra):
+        run = {"family": "lm", "schedule": schedule, "budget": budget, "seed": seed, "learning_rate": 1e-3,
+               "train_seconds": 60.0, "evals": [{"step": s, "dev_loss": v} for s, v in evals],
+               "train_log": [{"step": budget, "lr": 5e-4, "loss": 1.0}], "autodrop": {"drops": [3], "done": None},
+               **extra}  # fmt: skip
+        (folder / f"{schedule}_b{budget}_seed{seed}.json").write_text(json.dumps(run))
+
+    for seed, oracle in ((0, (2.0, 1.0, 0.5, 0.25)), (1, (2.0, 1.0, 0.5, 0.5))):
+        for budget, loss in zip((500, 1000, 2000, 4000), oracle, strict=True):
+            write("linear", budget, seed, [(budget // 2, 9.0), (budget, loss)])  # only its end counts
+        write("autodrop_anytime", 4000, seed, [(500, 2.2), (1000, 0.9), (2000, 0.5), (4000, 0.3)])
+    tables = _run([sys.executable, "benchmarks/anytime_tables.py", "--results", str(tmp_path)]).stdout
+    # regret per seed: +10% and +10%; -10% and -10%; 0 and 0; +20% and -40%
+    assert (
+        "| autodrop_anytime | +10.00 ± 0.00 (2) | -10.00 ± 0.00 (2) | +0.00 ± 0.00 (2) | -10.00 ± 42.43 (2) |" in tables
+    )
+    assert "seed 0: 1 drops, done not said, final LR 0.0005 (0.50 of the peak), 1.0 min" in tables
+
+
+def test_the_horizon_free_benchmarks_run_on_tiny_inputs(tmp_path: Path) -> None:
+    from test_glue_example import WORDS, write_glue_task
+    from test_translation_example import write_parallel
+    from tiny import save_tiny_model_dir
+
+    text = write_parallel(tmp_path / "text", sizes=(("train", 400), ("valid", 24)))
+    results = tmp_path / "results"
+    env = {"TEXT_DIR": str(text), "B0": "8", "WARMUP": "2", "SEEDS": "0", "PY": sys.executable,
+           "OUTPUTS": str(tmp_path / "outputs")}  # fmt: skip
+    lm = _run(["bash", "benchmarks/anytime_quality.sh"], FAMILY="lm", SCHEDULES="constant wsd",
+              RESULTS=str(results / "lm"), **env).stdout  # fmt: skip
+    assert lm.count("done: ") == 5 and "FAILED" not in lm  # 1 constant run, 4 cool-downs branched from it
+    constant = json.loads((results / "lm" / "constant_b16_seed0.json").read_text())
+    wsd = json.loads((results / "lm" / "wsd_b16_seed0.json").read_text())
+    assert wsd["steps_run"] == 16 and [e["step"] for e in constant["evals"]] == [2, 4, 6, 8, 10, 12, 14, 16]
+    assert wsd["evals"][:6] == constant["evals"][:6]  # the same run up to the branch point, step 13
+    translation = _run(["bash", "benchmarks/anytime_quality.sh"], FAMILY="translation", SCHEDULES="autodrop_anytime",
+                       RESULTS=str(results / "translation"), **env).stdout  # fmt: skip
+    assert translation.count("done: ") == 1
+    anytime = json.loads((results / "translation" / "autodrop_anytime_b16_seed0.json").read_text())
+    assert "dev_bleu" in anytime["evals"][0] and anytime["autodrop"]["decisions"]
+
+    model = save_tiny_model_dir(tmp_path / "model", WORDS)
+    write_glue_task(tmp_path / "glue", "mrpc")
+    env = {"GLUE_DIR": str(tmp_path / "glue"), "TASKS": "mrpc", "SCHEDULES": "autodrop_anytime", "SEEDS": "42",
+           "EPOCHS": "2", "MODEL": model, "RESULTS": str(results / "glue"), "OUTPUTS": str(tmp_path / "glue_outputs"),
+           "PY": sys.executable, "JOBS": "1"}  # fmt: skip
+    assert "done: mrpc autodrop_anytime" in _run(["bash", "benchmarks/anytime_glue.sh"], **env).stdout
+    tables = _run([sys.executable, "benchmarks/anytime_tables.py", "--results", str(results)]).stdout
+    assert "| mrpc | autodrop_anytime |" in tables
+
+    _run([sys.executable, "benchmarks/anytime_selection.py", "--b0", "40", "--seeds", "1", "--jobs", "1",
+          "--output", str(tmp_path)])  # fmt: skip
+    table = (tmp_path / "anytime_selection.md").read_text()
+    assert "| anytime (chosen) |" in table and "Mean rank" in table
