@@ -7,8 +7,8 @@ F1/F2 (``anytime_quality.sh``): a horizon-free schedule's run is read at B0/4, B
 the horizon has one run per budget. The oracle at a budget is ``linear`` run to that budget. Regret is
 ``loss / oracle's loss − 1`` per seed (paired; for BLEU ``1 − BLEU / oracle's BLEU``: positive is worse either way),
 then mean ± standard deviation over the seeds.
-F3 (``anytime_glue.sh``): the dev metric at the end of each run, the steps it ran (of 10 epochs' budget), and for
-AutoDrop the step where it said done.
+F3 (``glue_quality.sh`` with ``EPOCHS=10``): the dev metric at the end of each run, the steps it ran (of the
+10 epochs' budget), and for AutoDrop the step where it said done.
 """
 
 from __future__ import annotations
@@ -180,7 +180,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--results", type=Path, default=RESULTS)
     args = parser.parse_args()
-    lines = ["# The horizon-free benchmark (benchmarks/anytime_quality.sh, anytime_glue.sh)", ""]
+    lines = ["# The horizon-free benchmark (benchmarks/anytime_quality.sh; F3: glue_quality.sh with EPOCHS=10)", ""]
     for name, family, metric, budgets in (
         ("F1, byte-level LM", "lm", "dev_loss", [500, 1000, 2000, 4000]),
         ("F2, Multi30k de→en", "translation", "dev_loss", [250, 500, 1000, 2000]),

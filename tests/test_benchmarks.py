@@ -230,7 +230,7 @@ def test_the_horizon_free_benchmarks_run_on_tiny_inputs(tmp_path: Path) -> None:
     env = {"GLUE_DIR": str(tmp_path / "glue"), "TASKS": "mrpc", "SCHEDULES": "autodrop_anytime", "SEEDS": "42",
            "EPOCHS": "2", "MODEL": model, "RESULTS": str(results / "glue"), "OUTPUTS": str(tmp_path / "glue_outputs"),
            "PY": sys.executable, "JOBS": "1"}  # fmt: skip
-    assert "done: mrpc autodrop_anytime" in _run(["bash", "benchmarks/anytime_glue.sh"], **env).stdout
+    assert "done: mrpc autodrop_anytime" in _run(["bash", "benchmarks/glue_quality.sh"], **env).stdout
     tables = _run([sys.executable, "benchmarks/anytime_tables.py", "--results", str(results)]).stdout
     assert "| mrpc | autodrop_anytime |" in tables
 
