@@ -127,6 +127,14 @@ def test_trainer_ddp_matches_one_process_and_resumes(tmp_path):
         assert {s: lr for s, lr in first["lrs"].items() if int(s) > 21} == record["lrs"]
 
 
+def test_every_process_stops_at_the_same_step_when_autodrop_says_done(tmp_path):
+    launch("ddp_trainer.py", "--out", tmp_path, "--per_device_batch", 4, "--stop_when_done")
+    first, second = records(tmp_path)
+    assert first["world"] == 2 and first["done_step"] is not None
+    assert first["global_step"] == second["global_step"] == first["done_step"] == second["done_step"] < 2_000
+    assert first["drops"] == second["drops"] and first["lrs"] == second["lrs"]
+
+
 def free_port() -> int:
     """A TCP port free now: ``accelerate launch`` otherwise rendezvous on 29500, shared with any other launch."""
     with socket.socket() as probe:

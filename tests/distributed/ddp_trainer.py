@@ -33,21 +33,28 @@ def main():
     parser.add_argument("--per_device_batch", type=int, required=True)
     parser.add_argument("--save_steps", type=int, default=0)
     parser.add_argument("--resume", default=None)
+    parser.add_argument("--stop_when_done", action="store_true", help="the anytime rule, stopping where it is done")
     args = parser.parse_args()
     model = tiny_bert()
     model.config.hidden_dropout_prob = model.config.attention_probs_dropout_prob = 0.0
     for module in model.modules():
         if module.__class__.__name__ == "Dropout":
             module.p = 0.0
-    training_args = AutoDropTrainingArguments(
-        output_dir=str(args.out),
-        lr_scheduler_type="autodrop",
+    rule = dict(
         autodrop_preset="paper",  # with a loose threshold: drops every few windows
         autodrop_window_size="2",
         autodrop_buffer_size=3,
         autodrop_threshold=5.0,
-        warmup_steps=4,
         max_steps=40,
+    )
+    if args.stop_when_done:  # the horizon-free rule, done once the LR is down to 0.8 of its peak: stops early
+        rule = dict(autodrop_preset="anytime", autodrop_buffer_size=3, autodrop_done_scale=0.8,
+                    autodrop_stop_when_done=True, max_steps=2_000)  # fmt: skip
+    training_args = AutoDropTrainingArguments(
+        output_dir=str(args.out),
+        lr_scheduler_type="autodrop",
+        **rule,
+        warmup_steps=4,
         per_device_train_batch_size=args.per_device_batch,
         learning_rate=1e-3,
         train_sampling_strategy="sequential",
@@ -72,6 +79,8 @@ def main():
         "drops": autodrop.drops,
         "lrs": probe.lrs,
         "num_steps": autodrop.num_steps,
+        "global_step": trainer.state.global_step,
+        "done_step": autodrop.done_step,
     }
     (args.out / f"rank{trainer.args.process_index}.json").write_text(json.dumps(record))
     wrapped = weakref.ref(trainer.model_wrapped)
