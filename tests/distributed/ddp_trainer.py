@@ -48,8 +48,13 @@ def main():
         max_steps=40,
     )
     if args.stop_when_done:  # the horizon-free rule, done once the LR is down to 0.8 of its peak: stops early
-        rule = dict(autodrop_preset="anytime", autodrop_buffer_size=3, autodrop_done_scale=0.8,
-                    autodrop_stop_when_done=True, max_steps=2_000)  # fmt: skip
+        rule = dict(
+            autodrop_preset="anytime",
+            autodrop_buffer_size=3,
+            autodrop_done_scale=0.8,
+            autodrop_stop_when_done=True,
+            max_steps=2_000,
+        )
     training_args = AutoDropTrainingArguments(
         output_dir=str(args.out),
         lr_scheduler_type="autodrop",
