@@ -758,3 +758,37 @@ def test_the_default_mode_is_exact_for_a_small_model_and_memory_light_for_a_larg
     assert said[0] == "AutoDrop: watching all 1,000 trainable elements (exact mode, 12 bytes each)."
     assert said[1].startswith("AutoDrop: the memory-light mode watches every 46-th block of 8 of the 12,000,000")
     assert "sample_fraction=1: all" in said[1]
+
+
+@pytest.mark.parametrize("kind", ["CyclicLR", "OneCycleLR"])
+def test_a_resumed_detector_takes_min_lr_of_the_peak_before_the_drops(kind):
+    """Drops scale CyclicLR's max_lrs and OneCycleLR's max_lr; a new detector's floor is still of the first peak."""
+
+    def build():
+        x = torch.nn.Parameter(torch.zeros(8))
+        optimizer = torch.optim.SGD([x], lr=0.1, momentum=0.9)
+        if kind == "CyclicLR":
+            scheduler = torch.optim.lr_scheduler.CyclicLR(optimizer, base_lr=0.01, max_lr=0.1, step_size_up=10)
+        else:
+            scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=0.1, total_steps=1_000)
+        config = AutoDropConfig.paper(window_size=1, buffer_size=2, threshold=1e9, drop_factor=0.5, min_lr=0.02)
+        return x, optimizer, scheduler, AutoDrop([x], config, scheduler)
+
+    x, optimizer, scheduler, autodrop = build()
+    assert autodrop.floors == [pytest.approx(0.2)]
+    for _ in range(9):  # three decisions: two drops of 0.5
+        x.grad = torch.randn(8)
+        optimizer.step()
+        scheduler.step()
+        autodrop.step()
+    assert autodrop.lr_scales == [pytest.approx(0.25)]
+    states = copy.deepcopy((optimizer.state_dict(), scheduler.state_dict(), autodrop.state_dict()))
+    _, optimizer2, scheduler2, _ = build()
+    optimizer2.load_state_dict(states[0])
+    scheduler2.load_state_dict(states[1])
+    config = autodrop.config
+    resumed = AutoDrop([optimizer2.param_groups[0]["params"][0]], config, scheduler2)
+    assert resumed.floors == [pytest.approx(0.2)] and resumed.scale == pytest.approx(0.25)  # not 0.8, not 1.0
+    lr_before = optimizer2.param_groups[0]["lr"]
+    resumed.load_state_dict(states[2])
+    assert optimizer2.param_groups[0]["lr"] == pytest.approx(lr_before, rel=1e-12)  # nothing raised back up

@@ -56,7 +56,7 @@ class AutoDropLR(LRScheduler):
         """Restore :meth:`state_dict`; a state that does not fit this optimizer, or whose values are not of the
         kinds this scheduler keeps, is refused naming the field, and changes nothing."""
         count = len(self.optimizer.param_groups)
-        own = self.state_dict()
+        own = AutoDropLR.state_dict(self)
         for name in ("base_lrs", "scales", "last_epoch"):
             if name not in state_dict:
                 raise ValueError(f"{type(self).__name__} state has no {name!r}: it is not this scheduler's state.")
@@ -102,6 +102,10 @@ def _same_kind(own: Any, saved: Any) -> bool:
     if isinstance(own, list):
         return isinstance(saved, list) and all(_same_kind(own[0] if own else 0.0, value) for value in saved)
     return True
+
+
+#: The parameter-group key where :func:`apply_lr_scales` keeps ``OneCycleLR``'s ``max_lr`` before the first drop.
+ONE_CYCLE_PEAK = "autodrop_peak_max_lr"
 
 
 def unwrap_scheduler(scheduler: Any) -> Any:
@@ -160,6 +164,7 @@ def apply_lr_scales(scheduler: Any, old_scales: Sequence[float], new_scales: Seq
     for group, factor in zip(groups, factors, strict=True):
         group["lr"] = group["lr"] * factor
         if one_cycle:
+            group.setdefault(ONE_CYCLE_PEAK, group["max_lr"])  # the peak before any drop, saved with the optimizer
             for key in ("initial_lr", "max_lr", "min_lr"):
                 group[key] = group[key] * factor
     for child in _children(scheduler):
@@ -197,16 +202,21 @@ def _scale_values(
 
 
 def peak_lrs(scheduler: Any) -> list[float] | None:
-    """The peak learning rate of each parameter group under ``scheduler`` (what ``min_lr`` is a fraction of):
-    ``CyclicLR``'s ``max_lrs`` (the top of its cycle), ``OneCycleLR``'s ``max_lr`` (its ``initial_lr`` is the
-    peak over ``div_factor``), else the schedule's base, ``initial_lr``; ``None`` without a scheduler."""
+    """The peak learning rate of each parameter group under ``scheduler`` before any drop (what ``min_lr`` is a
+    fraction of): ``CyclicLR``'s ``max_lrs`` (the top of its cycle) over the scale its state carries,
+    ``OneCycleLR``'s ``max_lr`` as it was before the first drop (its ``initial_lr`` is the peak over
+    ``div_factor``), else the schedule's base, ``initial_lr``; ``None`` without a scheduler."""
     scheduler = unwrap_scheduler(scheduler)
     if scheduler is None:
         return None
+    groups = scheduler.optimizer.param_groups
     cyclic = next((child for child in _children(scheduler) if isinstance(child, CyclicLR)), None)
     if cyclic is not None:
-        return [float(value) for value in cyclic.max_lrs]
-    return [float(g.get("max_lr", g.get("initial_lr", g["lr"]))) for g in scheduler.optimizer.param_groups]
+        scales = carried_lr_scales(scheduler) or [1.0] * len(groups)
+        return [
+            float(top) / scale if scale > 0 else float(top) for top, scale in zip(cyclic.max_lrs, scales, strict=True)
+        ]
+    return [float(g.get(ONE_CYCLE_PEAK, g.get("max_lr", g.get("initial_lr", g["lr"])))) for g in groups]
 
 
 def lr_scales_of(scheduler: Any) -> list[float] | None:
@@ -223,14 +233,16 @@ def carried_lr_scales(scheduler: Any) -> list[float] | None:
     """The drop scale of each group a scheduler's state holds: ``scales`` (:class:`AutoDropLR`), or
     ``base_lrs[i] / initial_lr`` (what :func:`apply_lr_scales` leaves in a closed-form schedule, or in the first
     schedule a ``SequentialLR`` / ``ChainedScheduler`` runs); ``None`` where
-    the state cannot tell (``ReduceLROnPlateau`` and ``GreedyLR`` keep a drop in the optimizer's learning rates,
-    ``OneCycleLR`` in its ``initial_lr`` too)."""
+    the state cannot tell (``ReduceLROnPlateau`` and ``GreedyLR`` keep a drop in the optimizer's learning rates).
+    ``OneCycleLR``'s drops are ``max_lr`` over its value before the first drop, which :func:`apply_lr_scales`
+    keeps in each parameter group (saved with the optimizer's state)."""
     scheduler = unwrap_scheduler(scheduler)
     if hasattr(scheduler, "scales"):
         return [float(s) for s in scheduler.scales]
     groups = scheduler.optimizer.param_groups
+    if any(isinstance(child, OneCycleLR) for child in _children(scheduler)):
+        return [float(g["max_lr"]) / float(g.get(ONE_CYCLE_PEAK, g["max_lr"])) for g in groups]
     base_lrs = next((child.base_lrs for child in _children(scheduler) if getattr(child, "base_lrs", None)), None)
-    one_cycle = any(isinstance(child, OneCycleLR) for child in _children(scheduler))
-    if base_lrs and not one_cycle and all(group.get("initial_lr") for group in groups):
+    if base_lrs and all(group.get("initial_lr") for group in groups):
         return [float(base) / float(group["initial_lr"]) for base, group in zip(base_lrs, groups, strict=True)]
     return None
