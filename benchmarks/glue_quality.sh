@@ -17,7 +17,8 @@
 # The horizon-free benchmark's F3 is MiniLM given 10 epochs:
 #   EPOCHS=10 TASKS="mrpc cola" SEEDS=42 RESULTS=benchmarks/results/anytime/glue OUTPUTS=outputs/anytime/glue \
 #   SCHEDULES="autodrop_anytime linear_3ep linear linear_early_stop reduce_lr_on_plateau schedule_free greedy" \
-#   JOBS=2 bash benchmarks/glue_quality.sh Batches are padded to their longest sequence and built
+#   JOBS=2 bash benchmarks/glue_quality.sh
+# Batches are padded to their longest sequence and built
 # from examples of similar length (--train_sampling_strategy group_by_length): GLUE sentences are short
 # and vary a lot in length, so this makes every run 1.5-3 times cheaper, for every schedule alike.
 # reduce_lr_on_plateau acts on the dev loss, which the Trainer passes it only at evaluations: it
@@ -38,7 +39,8 @@ export OMP_NUM_THREADS=${OMP_NUM_THREADS:-$((JOBS > 1 ? 1 : 2))}
 
 run_one() {
   local seed=$1 task=$2 variant=$3
-  local schedule=$variant epochs=$EPOCHS lr=5e-5 metric=accuracy extra=(--eval_strategy epoch --save_strategy no)
+  local schedule=$variant epochs=$EPOCHS lr=5e-5 warmup=0.06 metric=accuracy
+  local extra=(--eval_strategy epoch --save_strategy no)
   [ "$task" = cola ] && metric=matthews_correlation
   case "$variant" in
     autodrop_paper) schedule=autodrop; extra+=(--autodrop_preset paper) ;;
@@ -46,7 +48,12 @@ run_one() {
     linear_3ep) schedule=linear; epochs=3 ;;
     linear_early_stop) schedule=linear; extra=(--eval_strategy epoch --save_strategy epoch --save_total_limit 1
                        --early_stopping_patience 2 --load_best_model_at_end --metric_for_best_model "$metric") ;;
-    schedule_free) schedule=constant; lr=1.5e-4; extra+=(--optim schedule_free_adamw) ;;
+    schedule_free)  # Transformers hands --warmup_steps to the optimizer as it is: give it steps, not a ratio
+      local folder lines
+      folder=$(ls "$GLUE_DIR" | grep -ix "$task\|${task/sst2/sst-2}" | head -1)
+      lines=$(wc -l < "$GLUE_DIR/$folder/train.tsv")
+      schedule=constant; lr=1.5e-4; warmup=$(( (lines + 31) / 32 * epochs * 6 / 100 ))
+      extra+=(--optim schedule_free_adamw) ;;
     reduce_lr_on_plateau) extra=(--eval_strategy steps --eval_steps 0.1 --save_strategy no
                           --lr_scheduler_kwargs '{"patience": 1, "factor": 0.5}') ;;
   esac
@@ -56,7 +63,7 @@ run_one() {
   HF_HUB_OFFLINE=1 "$PY" examples/glue/run_glue.py \
     --glue_dir "$GLUE_DIR" --task_name "$task" --model_name_or_path "$MODEL" \
     --output_dir "$out" --do_train --do_eval --lr_scheduler_type "$schedule" \
-    --learning_rate "$lr" --warmup_steps 0.06 --num_train_epochs "$epochs" \
+    --learning_rate "$lr" --warmup_steps "$warmup" --num_train_epochs "$epochs" \
     --per_device_train_batch_size 32 --max_seq_length 128 --train_sampling_strategy group_by_length --seed "$seed" "${extra[@]}" \
     --logging_steps 10 --report_to none --disable_tqdm true \
     > "$out/run.log" 2>&1 || { echo "FAILED: $task $variant $seed (see $out/run.log)"; return 0; }

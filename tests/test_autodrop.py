@@ -1,6 +1,7 @@
 import copy
 import itertools
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -175,12 +176,16 @@ def test_without_a_horizon_windows_grow_and_drops_are_inverse_square_root_stairs
     problem = AdamProblem(num_warmup_steps=0, start=0.0)
     autodrop = AutoDrop([problem.x], AutoDropConfig(), problem.scheduler)
     assert autodrop.window_grows and autodrop.drop_rule == "power"
-    lrs, sizes = [], {}
+    lrs, sizes, records = [], {}, []
     for step in range(1, 6_401):
         lrs.append(problem.optimizer.param_groups[0]["lr"])
         problem.train_step()
         sizes[step] = autodrop.window_size
         autodrop.step()
+        records += [autodrop.last_record] if autodrop.last_record else []
+    for record in records:  # each record gives the window it measured and that window's floor
+        assert record["window"] == sizes[record["step"]]
+        assert record["noise_floor"] == pytest.approx(heavy_ball_noise_floor(record["window"], 0.9))
     steps = [step for step, _, _ in autodrop.decisions]
     saturated = {step: at_floor for step, _, at_floor in autodrop.decisions}
     assert sum(saturated.values()) >= 0.8 * len(steps) and len(steps) >= 30
@@ -792,3 +797,15 @@ def test_a_resumed_detector_takes_min_lr_of_the_peak_before_the_drops(kind):
     lr_before = optimizer2.param_groups[0]["lr"]
     resumed.load_state_dict(states[2])
     assert optimizer2.param_groups[0]["lr"] == pytest.approx(lr_before, rel=1e-12)  # nothing raised back up
+
+
+def test_a_state_of_the_previous_default_sample_fraction_resumes_its_detector():
+    """States saved with sample_fraction=1.0 (the default before "auto") resume exactly on a small model."""
+    _problem, before = _trained()
+    state = copy.deepcopy(before.state_dict())
+    state["config"]["sample_fraction"] = 1.0
+    _, target = _trained(seed=4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "state from a run with other settings"
+        target.load_state_dict(state)
+    assert target.angles == before.angles and target.num_steps == before.num_steps

@@ -216,10 +216,12 @@ def test_a_scheduler_stepped_twice_per_optimizer_step_plans_in_optimizer_steps_a
 
     model, optimizer = _problem()
     scheduler = AutoDropScheduler(optimizer, model, config, num_training_steps=600, num_warmup_steps=20)
-    assert scheduler.autodrop.num_training_steps == 600  # not known yet: the first optimizer step tells nothing
+    assert scheduler.autodrop.num_training_steps == 600  # not known yet: two intervals must agree
     run(range(2), scheduler, model, optimizer)
+    assert scheduler.steps_per_optimizer_step is None
+    run(range(2, 3), scheduler, model, optimizer)
     assert scheduler.steps_per_optimizer_step == 2 and scheduler.autodrop.num_training_steps == 300
-    run(range(2, 150), scheduler, model, optimizer)
+    run(range(3, 150), scheduler, model, optimizer)
     torch.save({"scheduler": scheduler.state_dict(), "optimizer": optimizer.state_dict(), "model": model.state_dict()},
                tmp_path / "checkpoint.pt")  # fmt: skip
     run(range(150, 300), scheduler, model, optimizer)
@@ -306,3 +308,12 @@ def test_set_lr_scale_takes_numbers_and_refuses_nan_and_negative_scales():
         with pytest.raises(ValueError, match="set_lr_scale needs"):
             scheduler.set_lr_scale(bad)
     assert scheduler.scales == [0.5]
+
+
+def test_a_step_the_scaler_skipped_early_does_not_halve_the_horizon():
+    model, optimizer = _problem()
+    scheduler = AutoDropScheduler(optimizer, model, CONFIG, num_training_steps=300)
+    _train(model, optimizer, scheduler, range(1))
+    scheduler.step()  # an fp16 step GradScaler skipped: no optimizer step, the scheduler stepped anyway
+    _train(model, optimizer, scheduler, range(1, 10))
+    assert scheduler.steps_per_optimizer_step == 1 and scheduler.autodrop.num_training_steps == 300

@@ -275,6 +275,17 @@ def test_stop_when_done_ends_training_evaluated_and_saved_as_at_the_end(tmp_path
     assert history[-1]["step"] == done and history[-1]["done"] and not any(h["done"] for h in history[:-1])
 
 
+def test_a_run_resumed_after_done_stops_at_once(tmp_path):
+    values = dict(**ANYTIME, autodrop_done_scale=0.7, autodrop_stop_when_done=True, max_steps=3_000)
+    saving = training_args(tmp_path, **values, save_strategy="steps", save_steps=10_000)  # saved at done only
+    first = AutoDropTrainer(model=tiny_bert(), args=saving, train_dataset=TokenParity())
+    first.train()
+    done = autodrop_of(first).done_step
+    resumed = AutoDropTrainer(model=tiny_bert(), args=training_args(tmp_path, **values), train_dataset=TokenParity())
+    resumed.train(resume_from_checkpoint=str(tmp_path / f"checkpoint-{done}"))
+    assert autodrop_of(resumed).done_step == done and resumed.state.global_step == done + 1
+
+
 def test_growing_windows_resume_exactly_in_the_trainer(tmp_path):
     def make_args(folder, **kw):
         return training_args(folder, **ANYTIME, max_steps=400, **kw)

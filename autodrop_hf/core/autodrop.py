@@ -350,10 +350,10 @@ class AutoDrop:
                     )
                 if self.done_step is None and (was_low or max(self.lr_scales) == 0.0):
                     self._say_done(result.statistic)
-            if self.window_grows:
-                self._grow_window()
         self._watch_new_parameters()
-        self.last_record = self._record(angle, result, dropped)
+        self.last_record = self._record(angle, result, dropped)  # the window just measured, its floor
+        if result.decided and self.window_grows:
+            self._grow_window()
         if self.history_file is not None and self._is_first_process():
             append_record(self.history_file, self.last_record)
         return dropped
@@ -445,15 +445,15 @@ class AutoDrop:
                 self.test.noise_floor = self.noise_floor
 
     def _at_done_level(self) -> bool:
-        """Whether every group's learning rate is at most ``done_scale`` of its peak, or at its floor."""
+        """Whether AutoDrop's scale of every group is at most ``done_scale``, or at its floor."""
         floors = zip(self.lr_scales, self.floors, strict=True)
         return all(scale <= max(self.config.done_scale, floor) for scale, floor in floors)
 
     def _say_done(self, statistic: float) -> None:
         self.done_step = self.num_steps
         logger.info(
-            "AutoDrop: training is done at step %d: the learning rate is %.3g of its peak (done_scale %g) and the "
-            "angle still shows no progress (z = %.2f, hold below -%g).",
+            "AutoDrop: training is done at step %d: its drops have brought the learning rate to %.3g of the "
+            "schedule's (done_scale %g) and the angle still shows no progress (z = %.2f, hold below -%g).",
             self.num_steps,
             max(self.lr_scales),
             self.config.done_scale,
@@ -597,13 +597,14 @@ class AutoDrop:
         saved = values["config"]
         changed = [
             f"{name} {saved.get(name)!r} -> {getattr(self.config, name)!r}"
-            for name in ("saturation_test", "window_size", "buffer_size", "sample_fraction")
+            for name in ("saturation_test", "window_size", "buffer_size")
             if saved.get(name) != getattr(self.config, name)
         ]
-        if self.window_grows:
-            saved_window = state["angular_velocity"]["window_size"]  # the size reached: it grows again from there
-        elif state["angular_velocity"]["window_size"] != self.window_size:
-            changed.append(f"resolved window_size {state['angular_velocity']['window_size']} -> {self.window_size}")
+        elements = self.angular_velocity.total_elements
+        if _sample_stride(saved.get("sample_fraction"), elements) != self.config.sample_stride(elements):
+            changed.append(f"sample_fraction {saved.get('sample_fraction')!r} -> {self.config.sample_fraction!r}")
+        # a window size AutoDrop chose ("auto", "growing") is the saved run's: kept, even where the horizon moved
+        saved_window = state["angular_velocity"]["window_size"]
         if state["parameters"] != [list(p.shape) for p in self.angular_velocity.params]:
             changed.append("the watched parameters (another model, or other trainable tensors)")
         elif [t.numel() for t in state["angular_velocity"].get("reference", [])] != [
@@ -624,8 +625,8 @@ class AutoDrop:
         test = self._new_test()
         test.load_state_dict(state["test"])
         meter, window = self.angular_velocity, self.window_size
-        if self.window_grows:
-            meter.window_size = saved_window if isinstance(saved_window, int) and saved_window >= 1 else window
+        if self.config.window_size in ("auto", "growing"):
+            meter.window_size = saved_window
         try:
             meter.load_state_dict(state["angular_velocity"])  # validates before it copies
         except Exception:
@@ -679,6 +680,14 @@ def _optional_count(name: str, value: Any, minimum: int) -> int | None:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
         raise ValueError(f"{name} must be None or an integer >= {minimum}, got {value!r}.")
     return int(value)
+
+
+def _sample_stride(fraction: Any, elements: int) -> int | None:
+    """The stride a saved ``sample_fraction`` gave this model (``None``: not a valid fraction)."""
+    try:
+        return AutoDropConfig(sample_fraction=fraction).sample_stride(elements)
+    except (TypeError, ValueError):
+        return None
 
 
 def _finite_or_none(value: float | None) -> float | None:

@@ -67,7 +67,8 @@ class AutoDropConfig:
         min_lr: floor of the learning rate, per parameter group (a number for all groups, or a list with
             one per group), as in ``ReduceLROnPlateau``; drops stop there.
         done_scale: training is *done* (:attr:`AutoDrop.done`) at the first decision that finds the angle
-            saturated once every group's learning rate is at most this fraction of its peak (or at its
+            saturated once AutoDrop's scale of every group (the product of its drops: the learning rate over
+            its peak under AutoDrop's own schedule) is at most this fraction (or at its
             ``min_lr``): it has come down as far as is useful and the angle still shows no progress.
         stop_when_done: the Trainer callback stops training when it is done (a plain loop reads
             :attr:`AutoDrop.done` and breaks).

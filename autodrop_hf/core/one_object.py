@@ -58,6 +58,7 @@ class AutoDropScheduler(AutoDropLR):
         self.steps_per_optimizer_step: int | None = None  # scheduler steps per optimizer step, once seen
         self._observed_at = self.autodrop.optimizer_steps.count
         self._calls: int | None = None  # step() calls since the last optimizer step was observed (None: none yet)
+        self._previous_calls: int | None = None  # the same for the optimizer step before
 
     def step(self, epoch: int | None = None) -> None:
         super().step() if epoch is None else super().step(epoch)
@@ -67,7 +68,9 @@ class AutoDropScheduler(AutoDropLR):
             self._calls = None if self._calls is None else self._calls + 1
             return
         if self._calls is not None and self.steps_per_optimizer_step is None:
-            self._plan_in_optimizer_steps(self._calls)
+            if self._calls == self._previous_calls:  # two intervals agree (a step an fp16 scaler skipped does not)
+                self._plan_in_optimizer_steps(self._calls)
+            self._previous_calls = self._calls
         self._observed_at, self._calls = self.autodrop.optimizer_steps.count, 1
         self.autodrop.step()
 
@@ -79,7 +82,7 @@ class AutoDropScheduler(AutoDropLR):
 
     def _schedule_state(self) -> dict[str, Any]:
         """The schedule's own state (``AutoDropLR``'s), without the detector."""
-        private = ("autodrop", "_observed_at", "_calls")
+        private = ("autodrop", "_observed_at", "_calls", "_previous_calls", "num_training_steps")
         return {key: value for key, value in super().state_dict().items() if key not in private}
 
     def state_dict(self) -> dict[str, Any]:
@@ -96,6 +99,7 @@ class AutoDropScheduler(AutoDropLR):
             )
         state = dict(state_dict)
         detector = state.pop("autodrop")
+        state.pop("num_training_steps", None)  # the horizon this scheduler was built with stands
         schedule = self._schedule_state()
         horizon = self.autodrop.num_training_steps
         super().load_state_dict(state)
@@ -107,4 +111,4 @@ class AutoDropScheduler(AutoDropLR):
             super().load_state_dict(schedule)
             self.autodrop.set_horizon(horizon)
             raise
-        self._observed_at, self._calls = self.autodrop.optimizer_steps.count, None  # this process's count
+        self._observed_at, self._calls, self._previous_calls = self.autodrop.optimizer_steps.count, None, None

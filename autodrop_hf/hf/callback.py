@@ -222,11 +222,10 @@ class AutoDropCallback(TrainerCallback):
     ) -> None:
         if self.autodrop is None or getattr(optimizer, "step_was_skipped", False):
             return
-        was_done = self.autodrop.done
         self.autodrop.step()
         if self.autodrop.last_record is not None and state.is_world_process_zero:
             append_record(self._run_dir / HISTORY_FILE, self.autodrop.last_record)
-        if self.autodrop.done and not was_done and self.autodrop.config.stop_when_done:
+        if self.autodrop.done and self.autodrop.config.stop_when_done:  # a run resumed after done stops at once
             stop_as_at_the_end(args, control)
 
     def on_log(
