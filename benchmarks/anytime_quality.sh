@@ -6,8 +6,8 @@
 #   FAMILY=lm B0=2000 SEEDS="0 1" bash benchmarks/anytime_quality.sh              # F1 (~2.5 h a lane)
 #   FAMILY=translation B0=1000 SEEDS="0 1" bash benchmarks/anytime_quality.sh     # F2
 #   FAMILY=lm SCHEDULES="autodrop_anytime" bash benchmarks/anytime_quality.sh     # one schedule
-# TEXT_DIR (default ../shared/data/translation/multi30k), WARMUP (default 100 steps), RESULTS, OUTPUTS (folders)
-# and PY may be set; the tests run it on a tiny budget.
+# TEXT_DIR (default ../shared/data/translation/multi30k), WARMUP (default 100 steps), BUDGETS (the read points),
+# RESULTS, OUTPUTS (folders) and PY may be set; the tests run it on a tiny budget.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 FAMILY=${FAMILY:-lm}
@@ -20,7 +20,7 @@ PY=${PY:-.venv/bin/python}
 RESULTS=${RESULTS:-benchmarks/results/anytime/$FAMILY}
 OUTPUTS=${OUTPUTS:-outputs/anytime/$FAMILY}
 export OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1
-budgets="$((B0 / 4)) $((B0 / 2)) $B0 $((2 * B0))"
+budgets=${BUDGETS:-"$((B0 / 4)) $((B0 / 2)) $B0 $((2 * B0))"}  # the tests read fewer
 
 run() {  # schedule budget seed [extra arguments]
   local schedule=$1 budget=$2 seed=$3; shift 3

@@ -184,10 +184,10 @@ class AlwaysDrop(ReferenceAutoDrop):
     """Control: the same staircase with no test (every decision drops): what the test adds."""
 
     def saturated(self) -> bool:
-        if len(self.buffer) < self.config.buffer_size:
-            return False
-        self.buffer = []
-        return True
+        self.decided = len(self.buffer) >= self.config.buffer_size
+        if self.decided:
+            self.buffer = []
+        return self.decided
 
 
 def twin_rule(cls, config: AutoDropConfig):

@@ -101,7 +101,7 @@ def test_collect_run_keeps_results_and_traces(tmp_path: Path) -> None:
         {"step": 20, "learning_rate": 2.5e-5, "loss": 0.5},
         {"step": 20, "eval_loss": 0.5, "eval_accuracy": 0.75},
     ]
-    (out / "trainer_state.json").write_text(json.dumps({"log_history": log}))
+    (out / "trainer_state.json").write_text(json.dumps({"log_history": log, "max_steps": 20}))
     history = [
         {"step": 8, "angle": None, "noise_floor": 25.8, "statistic": None, "smoothed": None, "dropped": False},
         {"step": 12, "angle": 20.0, "noise_floor": 25.8, "statistic": -3.1, "smoothed": None, "dropped": False},
@@ -111,8 +111,10 @@ def test_collect_run_keeps_results_and_traces(tmp_path: Path) -> None:
     trace = collect_run.trace_of(out)
     assert trace["train"] == {"step": [10, 20], "learning_rate": [5e-5, 2.5e-5], "loss": [0.69, 0.5]}
     assert trace["eval"] == {"step": [10, 20], "eval_accuracy": [0.7, 0.75], "eval_loss": [0.6, 0.5]}
+    assert trace["max_steps"] == 20
     assert trace["autodrop"] == {
         "step": [12, 16], "angle": [20.0, 26.0], "noise_floor": 25.8, "smoothed": [None, None], "drop_steps": [16],
+        "done": None,
         "decisions": {"step": [12, 16], "statistic": [-3.1, 0.4], "dropped": [False, True]},
     }  # fmt: skip
 
@@ -212,9 +214,9 @@ def test_the_horizon_free_benchmarks_run_on_tiny_inputs(tmp_path: Path) -> None:
     results = tmp_path / "results"
     env = {"TEXT_DIR": str(text), "B0": "8", "WARMUP": "2", "SEEDS": "0", "PY": sys.executable,
            "OUTPUTS": str(tmp_path / "outputs")}  # fmt: skip
-    lm = _run(["bash", "benchmarks/anytime_quality.sh"], FAMILY="lm", SCHEDULES="constant wsd",
+    lm = _run(["bash", "benchmarks/anytime_quality.sh"], FAMILY="lm", SCHEDULES="constant wsd", BUDGETS="8 16",
               RESULTS=str(results / "lm"), **env).stdout  # fmt: skip
-    assert lm.count("done: ") == 5 and "FAILED" not in lm  # 1 constant run, 4 cool-downs branched from it
+    assert lm.count("done: ") == 3 and "FAILED" not in lm  # 1 constant run, 2 cool-downs branched from it
     constant = json.loads((results / "lm" / "constant_b16_seed0.json").read_text())
     wsd = json.loads((results / "lm" / "wsd_b16_seed0.json").read_text())
     assert wsd["steps_run"] == 16 and [e["step"] for e in constant["evals"]] == [2, 4, 6, 8, 10, 12, 14, 16]

@@ -70,6 +70,7 @@ class ReferenceAutoDrop:
         self.buffer: list[float] = []  # angles since the last decision
         self.previous_smoothed: float | None = None  # paper's test
         self.z = math.nan  # noise-floor test: the last decision's statistic
+        self.decided = False  # whether the last angle completed a decision
         self.scale = 1.0
         self.angles: list[tuple[int, float]] = []
         self.decision_steps: list[int] = []
