@@ -5,9 +5,10 @@ import shutil
 import datasets
 import pytest
 import torch
+from test_trainer import LearningRateProbe
 from tiny import TokenParity, tiny_bert
 from tokenizers import Tokenizer, models, pre_tokenizers
-from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast, TrainerCallback
+from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
 
 from autodrop_hf import AutoDrop, AutoDropCallback, AutoDropTrainer, AutoDropTrainingArguments
 from autodrop_hf.hf.callback import STATE_FILE
@@ -20,14 +21,6 @@ WORDS = ["<pad>", "<eos>", *(f"w{i}" for i in range(30))]
 # The paper's rule with a loose threshold: drops every few windows, to test the plumbing.
 AUTODROP = dict(lr_scheduler_type="autodrop", autodrop_preset="paper", autodrop_window_size="2",
                 autodrop_buffer_size=3, autodrop_threshold=5.0)  # fmt: skip
-
-
-class LearningRates(TrainerCallback):
-    def __init__(self):
-        self.lrs = {}
-
-    def on_step_begin(self, args, state, control, optimizer=None, **kwargs):
-        self.lrs[state.global_step + 1] = optimizer.param_groups[0]["lr"]
 
 
 def _tokenizer():
@@ -58,7 +51,7 @@ def _sft(output_dir, resume=None, **overrides):
     values = dict(output_dir=str(output_dir), max_steps=40, per_device_train_batch_size=8, learning_rate=1e-3,
                   warmup_steps=2, logging_steps=5, report_to="none", use_cpu=True, save_strategy="no",
                   max_length=32, seed=0, data_seed=0, disable_tqdm=True, **AUTODROP)  # fmt: skip
-    probe = LearningRates()
+    probe = LearningRateProbe()
     args = AutoDropSFTConfig(**{**values, **overrides})
     trainer = AutoDropSFTTrainer(model=_causal_lm(), args=args, train_dataset=_texts(), processing_class=_tokenizer(),
                                  callbacks=[probe])  # fmt: skip
@@ -90,7 +83,7 @@ def _lora(output_dir, resume=None, **overrides):
     values = dict(output_dir=str(output_dir), max_steps=40, per_device_train_batch_size=8, learning_rate=1e-3,
                   warmup_steps=2, report_to=[], save_strategy="no", use_cpu=True, disable_tqdm=True, seed=0,
                   data_seed=0, **AUTODROP)  # fmt: skip
-    probe = LearningRates()
+    probe = LearningRateProbe()
     args = AutoDropTrainingArguments(**{**values, **overrides})
     trainer = AutoDropTrainer(model=model, args=args, train_dataset=TokenParity(), callbacks=[probe])
     trainer.train(resume_from_checkpoint=resume)
