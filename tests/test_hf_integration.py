@@ -19,6 +19,7 @@ from autodrop_hf import (
     AutoDropTrainer,
     AutoDropTrainingArguments,
 )
+from autodrop_hf.hf.scheduler_kwargs import KEYWORD_SCHEDULES, schedule_arguments, split_scheduler_kwargs
 
 
 def _values(tmp_path, **overrides):
@@ -160,6 +161,32 @@ def test_keyword_schedules_keep_their_own_arguments(tmp_path, arguments):
         Trainer(model=tiny_bert(), args=args, train_dataset=data, eval_dataset=data, callbacks=[callback])
         assert args.lr_scheduler_kwargs == kwargs
         assert callback._config(args) == AutoDropConfig(min_lr=1e-6)
+
+
+def test_split_scheduler_kwargs_changes_nothing_it_is_given():
+    kwargs = {"drop_factor": 0.5, "autodrop_min_lr": 1e-5, "min_lr": 1e-4, "preset": "paper", "num_cycles": 2}
+    given = dict(kwargs)
+    autodrop, schedule = split_scheduler_kwargs("cosine_with_min_lr", kwargs)
+    assert autodrop == {"drop_factor": 0.5, "min_lr": 1e-5, "preset": "paper"}
+    assert schedule == {"min_lr": 1e-4, "num_cycles": 2} and kwargs == given
+    # a name Transformers does not know takes nothing, so every AutoDrop name is AutoDrop's
+    assert split_scheduler_kwargs("not_a_schedule", {"min_lr": 1e-4, "x": 1}) == ({"min_lr": 1e-4}, {"x": 1})
+
+
+def test_every_hugging_face_schedule_with_var_keywords_is_listed():
+    """A schedule that passes ``**kwargs`` to a class the router does not know would take every bare name:
+    this fails when Transformers declares a new one."""
+    import inspect
+
+    from transformers.optimization import TYPE_TO_SCHEDULER_FUNCTION
+
+    declared = {
+        schedule.value
+        for schedule, function in TYPE_TO_SCHEDULER_FUNCTION.items()
+        if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in inspect.signature(function).parameters.values())
+    }
+    assert declared == set(KEYWORD_SCHEDULES)
+    assert all(schedule_arguments(name) is not None for name in declared)  # every listed class is importable
 
 
 def test_one_set_of_arguments_serves_every_trainer_built_with_it(tmp_path):

@@ -17,7 +17,8 @@ from ..core.config import AutoDropConfig
 from ..core.history import HISTORY_FILE, append_record, resume_history
 from ..core.scheduler import AutoDropLR, unwrap_scheduler
 from ..core.user_warnings import warn
-from .training_args import scheduler_name, take_autodrop_scheduler_kwargs, uses_autodrop
+from .scheduler_kwargs import split_scheduler_kwargs
+from .training_args import scheduler_name, uses_autodrop
 from .transformers_internals import current_log_entry, run_output_dir, running_resume_checkpoint, running_trainer
 
 #: Written into every checkpoint folder: :meth:`AutoDrop.state_dict`. When parameters are sharded
@@ -28,6 +29,22 @@ STATE_FILE = "autodrop_state.pt"
 GLOBAL_STEP_KEY = "trainer_global_step"
 #: The prefix of AutoDrop's log keys.
 LOG_PREFIX = "autodrop/"
+
+
+#: Where :func:`take_autodrop_kwargs` leaves what it took on the arguments (an attribute, not a field: not saved).
+_TAKEN = "_autodrop_scheduler_kwargs"
+
+
+def take_autodrop_kwargs(args: TrainingArguments) -> dict[str, Any]:
+    """Take AutoDrop's hyper-parameters out of ``args.lr_scheduler_kwargs`` (the Hugging Face schedule the
+    Trainer builds from them would refuse them) and return them. What was taken is remembered on ``args``, so
+    that every Trainer built with the same arguments gets the same values."""
+    taken, schedule_kwargs = split_scheduler_kwargs(scheduler_name(args), args.lr_scheduler_kwargs or {})
+    values = {**args.__dict__.get(_TAKEN, {}), **taken}
+    if values:
+        args.lr_scheduler_kwargs = schedule_kwargs
+        args.__dict__[_TAKEN] = values
+    return dict(values)
 
 
 class AutoDropCallback(TrainerCallback):
@@ -115,7 +132,7 @@ class AutoDropCallback(TrainerCallback):
                 "use lr_scheduler_type='constant_with_warmup' and this callback."
             )
         if self.config is None and not uses_autodrop(trainer.args):
-            self._taken = take_autodrop_scheduler_kwargs(trainer.args)
+            self._taken = take_autodrop_kwargs(trainer.args)
             self._config(trainer.args)  # refuse bad values now, not at train()
         self._attached_to = weakref.ref(trainer)
 

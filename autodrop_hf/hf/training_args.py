@@ -8,15 +8,12 @@ hyper-parameter is one edit there. Every field defaults to ``None`` ("the preset
 from __future__ import annotations
 
 import argparse
-import importlib
-import inspect
 import json
 import typing
 from dataclasses import dataclass, field, fields, make_dataclass
 from typing import Any
 
 from transformers import Seq2SeqTrainingArguments, TrainingArguments
-from transformers.optimization import TYPE_TO_SCHEDULER_FUNCTION
 from transformers.trainer_utils import SchedulerType
 
 from ..core.config import AutoDropConfig
@@ -52,52 +49,6 @@ def scheduler_name(args: Any) -> str:
 def uses_autodrop(args: Any) -> bool:
     """Whether training arguments ask for the AutoDrop schedule."""
     return scheduler_name(args) == AUTODROP_SCHEDULER
-
-
-def take_autodrop_scheduler_kwargs(args: Any) -> dict[str, Any]:
-    """Take AutoDrop's hyper-parameters out of ``args.lr_scheduler_kwargs`` (for a Hugging Face schedule, which
-    would refuse them) and return them by :class:`~autodrop_hf.AutoDropConfig` name, ``"preset"`` included.
-
-    ``autodrop_<name>`` always means AutoDrop's ``<name>``; a bare ``<name>`` (and ``preset``) too, unless
-    the configured schedule takes an argument of that name itself (``min_lr`` for ``cosine_with_min_lr``, or
-    ``ReduceLROnPlateau``'s ``threshold``). What was taken is remembered on ``args``, so that every Trainer
-    built with the same arguments gets the same values.
-    """
-    kwargs = dict(args.lr_scheduler_kwargs or {})
-    schedule_takes = _schedule_arguments(scheduler_name(args))
-    names = set(AutoDropConfig.field_names()) | {"preset"}
-    values = dict(args.__dict__.get(_TAKEN, {}))
-    for key in list(kwargs):
-        name = key.removeprefix("autodrop_")
-        if name in names and (key != name or (schedule_takes is not None and key not in schedule_takes)):
-            values[name] = kwargs.pop(key)
-    if values:
-        args.lr_scheduler_kwargs = kwargs
-        args.__dict__[_TAKEN] = values
-    return dict(values)
-
-
-#: Where :func:`take_autodrop_scheduler_kwargs` leaves what it took (an attribute, not a field: not serialised).
-_TAKEN = "_autodrop_scheduler_kwargs"
-#: The classes the Hugging Face schedules declared with ``**kwargs`` pass those keywords to.
-_KEYWORD_SCHEDULES = {"reduce_lr_on_plateau": "torch.optim.lr_scheduler.ReduceLROnPlateau",
-                      "greedy": "transformers.optimization.GreedyLR"}  # fmt: skip
-
-
-def _schedule_arguments(name: str) -> set[str] | None:
-    """The keyword arguments a Hugging Face schedule takes; ``None``: any name (``**kwargs`` passed on to a
-    class this module does not know)."""
-    try:
-        function = TYPE_TO_SCHEDULER_FUNCTION[SchedulerType(name)]
-    except (ValueError, KeyError):
-        return set()
-    parameters = inspect.signature(function).parameters
-    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
-        return set(parameters)
-    if name not in _KEYWORD_SCHEDULES:
-        return None
-    module, _, cls = _KEYWORD_SCHEDULES[name].rpartition(".")
-    return set(parameters) | set(inspect.signature(getattr(importlib.import_module(module), cls)).parameters)
 
 
 def _command_line_type(name: str) -> type:
@@ -177,7 +128,7 @@ class _AutoDropArgumentsBase:
     (``{"drop_factor": 0.9}``, or ``{"preset": "paper"}``) give them too, as for any Hugging Face schedule (the
     same value twice is refused unless it agrees). With another schedule ``lr_scheduler_kwargs`` stays as a stock
     Trainer has it, unless an :class:`~autodrop_hf.AutoDropCallback` joins the Trainer and takes AutoDrop's keys
-    (:func:`take_autodrop_scheduler_kwargs`).
+    (:func:`~autodrop_hf.hf.scheduler_kwargs.split_scheduler_kwargs`).
     """
 
     lr_scheduler_type: str = field(
