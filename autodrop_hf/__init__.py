@@ -9,8 +9,9 @@ from importlib import import_module
 from typing import Any
 
 from .core.autodrop import AutoDrop
+from .core.autodrop_scheduler import AutoDropScheduler
 from .core.config import AutoDropConfig
-from .core.one_object import AutoDropScheduler
+from .core.noise_floor import MomentumFilter
 from .core.scheduler import AutoDropLR
 
 __version__ = "0.2.0"
@@ -27,7 +28,7 @@ _LAZY = {
     "AutoDropSFTTrainer": "hf.trl",
 }
 
-__all__ = ["AutoDrop", "AutoDropConfig", "AutoDropLR", "AutoDropScheduler", "__version__", *_LAZY]
+__all__ = ["AutoDrop", "AutoDropConfig", "AutoDropLR", "AutoDropScheduler", "MomentumFilter", "__version__", *_LAZY]
 
 
 def __getattr__(name: str) -> Any:

@@ -10,7 +10,7 @@ seeds. Problems (float64, fresh noise every step): the README's quick-start regr
 1,024 fixed points, AdamW with weight decay 0.01, full-data MSE, 50 warm-up steps) and the three problems of
 ``rule_selection.py`` that use Adam (noisy quadratic, logistic regression near a good solution, online
 teacher-student MLP; 30 warm-up steps). Every AutoDrop rule is the library's readable twin
-(:class:`autodrop_hf.core.reference.ReferenceAutoDrop`); the rejected candidates are small variations of it.
+(:class:`autodrop_hf.core.autodrop_reference.ReferenceAutoDrop`); the rejected candidates are small variations of it.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import torch
 from rule_selection import Logistic, NoisyQuadratic, TeacherStudent
 
 from autodrop_hf import AutoDropConfig
-from autodrop_hf.core.reference import ReferenceAutoDrop
+from autodrop_hf.core.autodrop_reference import ReferenceAutoDrop
 
 RESULTS = Path(__file__).parent / "results"
 

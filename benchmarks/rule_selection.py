@@ -10,7 +10,7 @@ Problems (float64, fresh noise every step, 5 seeds each, budgets T = 300, 1000, 
 - ``mlp-adam``: online teacher-student regression with a tanh MLP (20-64-1), label noise 0.3; test MSE.
 
 Each schedule runs at three peak learning rates per problem. The AutoDrop rules are the library's readable
-twin (:class:`autodrop_hf.core.reference.ReferenceAutoDrop`, which the tests hold the fast path to), so
+twin (:class:`autodrop_hf.core.autodrop_reference.ReferenceAutoDrop`, which the tests hold the fast path to), so
 these are the decisions the library takes; the rejected candidates are small variations of it defined here.
 The tables give each schedule's mean final metric and its mean rank over the 12 (problem, T) cells, at the
 best learning rate of each schedule and over every learning rate.
@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from autodrop_hf import AutoDropConfig
-from autodrop_hf.core.reference import ReferenceAutoDrop
+from autodrop_hf.core.autodrop_reference import ReferenceAutoDrop
 
 RESULTS = Path(__file__).parent / "results"
 SEEDS, BUDGETS, WARMUP = range(5), (300, 1000, 3000), 0.06

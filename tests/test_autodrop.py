@@ -10,8 +10,8 @@ import torch
 from reference import drop_indices, window_angles
 
 from autodrop_hf import AutoDrop, AutoDropConfig, AutoDropLR
+from autodrop_hf.core.autodrop_reference import ReferenceAutoDrop
 from autodrop_hf.core.noise_floor import heavy_ball_noise_floor
-from autodrop_hf.core.reference import ReferenceAutoDrop
 
 
 class NoisyQuadratic:

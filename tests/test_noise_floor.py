@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
+from autodrop_hf.core.autodrop_reference import pure_noise_angle
 from autodrop_hf.core.noise_floor import MomentumFilter, heavy_ball_noise_floor, momentum_filter, noise_floor
-from autodrop_hf.core.reference import pure_noise_angle
 
 
 @pytest.mark.parametrize(

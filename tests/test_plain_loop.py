@@ -35,7 +35,7 @@ def _train(model, optimizer, scheduler, steps: range) -> None:
         scheduler.step()
 
 
-def test_the_one_object_form_takes_the_two_object_forms_decisions_and_saves_everything(tmp_path):
+def test_the_autodrop_scheduler_form_takes_the_two_object_forms_decisions_and_saves_everything(tmp_path):
     model, optimizer = _problem()
     scheduler = AutoDropLR(optimizer, num_warmup_steps=10)
     autodrop = AutoDrop(model, CONFIG, scheduler, num_training_steps=300)
@@ -48,18 +48,18 @@ def test_the_one_object_form_takes_the_two_object_forms_decisions_and_saves_ever
 
     model, optimizer = _problem()
     history = tmp_path / "history.jsonl"
-    one_object = AutoDropScheduler(
+    autodrop_scheduler = AutoDropScheduler(
         optimizer, model, CONFIG, num_training_steps=300, num_warmup_steps=10, history_file=history
     )
     one = []
     for step in range(300):
         _train_step(model, optimizer, step)
-        one_object.step()
+        autodrop_scheduler.step()
         one.append(optimizer.param_groups[0]["lr"])
         if step == 137:
-            torch.save({"scheduler": one_object.state_dict(), "optimizer": optimizer.state_dict(),
+            torch.save({"scheduler": autodrop_scheduler.state_dict(), "optimizer": optimizer.state_dict(),
                         "model": model.state_dict()}, tmp_path / "checkpoint.pt")  # fmt: skip
-    assert one == two and one_object.autodrop.drops == autodrop.drops and len(autodrop.drops) >= 5
+    assert one == two and autodrop_scheduler.autodrop.drops == autodrop.drops and len(autodrop.drops) >= 5
 
     straight_history = history.read_text()
     saved = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
@@ -79,7 +79,7 @@ def test_the_one_object_form_takes_the_two_object_forms_decisions_and_saves_ever
     assert history.read_text() == straight_history
 
 
-def test_a_refused_state_leaves_the_one_object_scheduler_unchanged():
+def test_a_refused_state_leaves_the_autodrop_scheduler_unchanged():
     model, optimizer = _problem()
     scheduler = AutoDropScheduler(optimizer, model, CONFIG, num_training_steps=100, num_warmup_steps=10)
     _train(model, optimizer, scheduler, range(5))

@@ -14,9 +14,9 @@ def python_blocks(heading: str) -> list[str]:
 
 
 def test_quick_start_snippets_run_and_decide(capsys):
-    one_object, two_objects = python_blocks("Quick start: a plain PyTorch loop")
+    autodrop_scheduler, two_objects = python_blocks("Quick start: a plain PyTorch loop")
     namespace: dict = {}
-    exec(compile(one_object, str(README), "exec"), namespace)
+    exec(compile(autodrop_scheduler, str(README), "exec"), namespace)
     autodrop, optimizer = namespace["autodrop"], namespace["optimizer"]
     assert autodrop.window_size == 2  # "auto": 2,000 steps / 1,000
     # angles from the third window after warm-up until the last stair takes the learning rate to 0

@@ -444,7 +444,7 @@ def test_plot_command_draws_a_real_run(tmp_path, capsys):
     assert "1 line(s) that are not window records left out (line 1)" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("module", ["autodrop_hf", "autodrop_hf.tools.plot", "autodrop_hf.core.reference"])
+@pytest.mark.parametrize("module", ["autodrop_hf", "autodrop_hf.tools.plot", "autodrop_hf.core.autodrop_reference"])
 def test_the_core_and_the_tools_import_neither_transformers_nor_accelerate(module):
     import subprocess
 

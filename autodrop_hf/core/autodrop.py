@@ -1,7 +1,7 @@
 """AutoDrop: drop the learning rate whenever the angular velocity saturates.
 
 This is the one place the algorithm is driven from; the Trainer callback and the loop API call it.
-The readable float64 twin of the whole decision rule is :mod:`autodrop_hf.core.reference`.
+The readable float64 twin of the whole decision rule is :mod:`autodrop_hf.core.autodrop_reference`.
 """
 
 from __future__ import annotations
@@ -480,11 +480,6 @@ class AutoDrop:
         scheduler = unwrap_scheduler(self.scheduler)
         warmup = getattr(scheduler, "num_warmup_steps", None)
         return warmup is None or scheduler.last_epoch > warmup
-
-    @property
-    def window_ended(self) -> bool:
-        """Whether the last :meth:`step` closed a window (observation has started)."""
-        return self.last_record is not None
 
     def _say_if_no_signal(self, result: SaturationResult) -> None:
         if self._said_no_signal or not isinstance(self.test, NoiseFloorTest):

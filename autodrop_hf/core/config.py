@@ -269,11 +269,6 @@ class AutoDropConfig:
         """Names of the hyper-parameters, in declaration order."""
         return [f.name for f in fields(cls)]
 
-    @classmethod
-    def help(cls, name: str) -> str:
-        """The one-line help of a hyper-parameter (shown by command-line ``--help``)."""
-        return next(f.metadata["help"] for f in fields(cls) if f.name == name)
-
     def to_dict(self) -> dict[str, Any]:
         """Plain-Python copy, for logs and checkpoints."""
         values = asdict(self)

@@ -42,12 +42,3 @@ def run_script(script: str | Path, arguments: Sequence[str]) -> None:
     sys.argv = [str(path), *arguments]
     sys.path.insert(0, str(path.resolve().parent))
     runpy.run_path(str(path), run_name="__main__")
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    """``python -m autodrop_hf.run SCRIPT [ARGS...]``."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] in ("-h", "--help"):
-        print(__doc__.strip().split("\n\n")[0] + "\n\nusage: autodrop-hf run SCRIPT [ARGS...]")
-        raise SystemExit(0 if argv else 2)
-    run_script(argv[0], argv[1:])
