@@ -52,9 +52,9 @@ def main() -> None:
         loss.backward()
         optimizer.step()
         scheduler.step()
-        if autodrop.decisions and autodrop.decisions[-1][0] == step:
+        if autodrop.decisions and autodrop.decisions[-1].step == step:
             _, statistic, saturated = autodrop.decisions[-1]
-            mean = sum(a for _, a in autodrop.angles[-autodrop.config.buffer_size :]) / autodrop.config.buffer_size
+            mean = sum(a.degrees for a in autodrop.angles[-autodrop.config.buffer_size :]) / autodrop.config.buffer_size
             verdict = f"drop: lr -> {optimizer.param_groups[0]['lr']:.3e}" if saturated else "hold (progress)"
             print(f"step {step:5d}  mean angle {mean:6.2f}° (floor {autodrop.noise_floor:.2f}°)  "
                   f"z {statistic:+6.2f}  {verdict}  loss {loss.item():.4f}")  # fmt: skip

@@ -10,7 +10,6 @@ import logging
 import math
 import numbers
 import os
-import reprlib
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -27,9 +26,11 @@ from .angular_velocity import (
     global_numel,
     trainable_parameters,
 )
+from .autodrop_state import AngleRecord, Decision, validated_state
 from .config import POWER_DECAY_EXPONENT, AutoDropConfig
 from .history import HISTORY_FILE, append_record, resume_history
 from .noise_floor import MomentumFilter, momentum_filter, noise_floor
+from .optimizer_steps import OptimizerStepCounter
 from .saturation import NoiseFloorTest, SaturationResult, SmoothedChangeTest
 from .scheduler import (
     apply_lr_scales,
@@ -40,11 +41,9 @@ from .scheduler import (
     unwrap_scheduler,
 )
 from .user_warnings import warn
+from .validation import number, optional_count
 
 logger = logging.getLogger("autodrop_hf")
-
-#: The decision records of :attr:`AutoDrop.decisions`: ``(step, statistic, saturated)``.
-Decision = tuple[int, float, bool]
 
 
 class AutoDrop:
@@ -113,8 +112,8 @@ class AutoDrop:
         if scheduler is not None:
             check_scheduler(scheduler)
         self.scheduler = scheduler
-        self.num_training_steps = _optional_count("num_training_steps", num_training_steps, minimum=1)
-        self.num_warmup_steps = _optional_count("num_warmup_steps", num_warmup_steps, minimum=0)
+        self.num_training_steps = optional_count("num_training_steps", num_training_steps, minimum=1)
+        self.num_warmup_steps = optional_count("num_warmup_steps", num_warmup_steps, minimum=0)
         self.window_grows = self.config.window_grows(self.num_training_steps)
         self.window_size = self.config.resolve_window_size(self.num_training_steps)
         self.drop_rule = self.config.resolve_drop_factor(self.num_training_steps)
@@ -133,8 +132,8 @@ class AutoDrop:
         self._counted = None if self.optimizer_steps is None else self.optimizer_steps.count
         self._warned_order = False
         self.num_steps = 0
-        self.angles: list[tuple[int, float]] = []
-        self.smoothed: list[tuple[int, float]] = []
+        self.angles: list[AngleRecord] = []
+        self.smoothed: list[AngleRecord] = []
         self.decisions: list[Decision] = []
         self.drops: list[int] = []
         self.last_record: dict[str, Any] | None = None
@@ -148,7 +147,7 @@ class AutoDrop:
         if isinstance(momentum, MomentumFilter):
             return momentum
         if momentum is not None:
-            return MomentumFilter.heavy_ball(_number("momentum", momentum), "momentum=")
+            return MomentumFilter.heavy_ball(number("momentum", momentum), "momentum=")
         optimizer = getattr(unwrap_scheduler(self.scheduler), "optimizer", None)
         if optimizer is not None:
             return momentum_filter(optimizer)
@@ -183,9 +182,9 @@ class AutoDrop:
         elif isinstance(base_lr, str):
             raise ValueError(f"base_lr must be a number or one per parameter group, got {base_lr!r} (a string).")
         elif isinstance(base_lr, numbers.Real) or not isinstance(base_lr, Sequence):
-            peaks = [_number("base_lr", base_lr)] * (1 if groups is None else len(groups))
+            peaks = [number("base_lr", base_lr)] * (1 if groups is None else len(groups))
         else:
-            peaks = [_number("base_lr", value) for value in base_lr]
+            peaks = [number("base_lr", value) for value in base_lr]
             if groups is not None and len(peaks) != len(groups):
                 raise ValueError(
                     f"base_lr has {len(peaks)} values and the optimizer {len(groups)} parameter groups: give one "
@@ -296,7 +295,7 @@ class AutoDrop:
     def set_horizon(self, num_training_steps: int | None) -> None:
         """Plan for ``num_training_steps`` optimizer steps from now on (``None``: unknown): the linear stairs
         head for it; ``window_size="auto"`` is resolved again while nothing has been observed yet."""
-        self.num_training_steps = _optional_count("num_training_steps", num_training_steps, minimum=1)
+        self.num_training_steps = optional_count("num_training_steps", num_training_steps, minimum=1)
         self.drop_rule = self.config.resolve_drop_factor(self.num_training_steps)
         self._warned_past_horizon = False
         if self.angular_velocity.phase is WindowPhase.EMPTY and not self.angles:
@@ -326,36 +325,45 @@ class AutoDrop:
         if self.angular_velocity.steps_in_window != 0:
             return False
         self._follow_the_momentum()
-        result = SaturationResult()
-        if angle is not None:
-            self.angles.append((self.num_steps, angle))
-            result = self.test.update(angle)
-            if result.smoothed is not None:
-                self.smoothed.append((self.num_steps, result.smoothed))
-        dropped = False
-        if result.decided:
-            self.decisions.append((self.num_steps, result.statistic, result.saturated))
-            self._say_if_no_signal(result)
-            if result.saturated:
-                self.test.reset()
-                was_low, before = self._at_done_level(), self._learning_rate()
-                dropped = self._drop()
-                if dropped:
-                    logger.info(
-                        "AutoDrop: step %d: no progress (statistic %.3g): learning rate %.4g -> %.4g.",
-                        self.num_steps,
-                        result.statistic,
-                        before,
-                        self._learning_rate(),
-                    )
-                if self.done_step is None and (was_low or max(self.lr_scales) == 0.0):
-                    self._say_done(result.statistic)
+        result = self._close_window(angle)
+        dropped = self._decide(result) if result.decided else False
         self._watch_new_parameters()
         self.last_record = self._record(angle, result, dropped)  # the window just measured, its floor
         if result.decided and self.window_grows:
             self._grow_window()
         if self.history_file is not None and self._is_first_process():
             append_record(self.history_file, self.last_record)
+        return dropped
+
+    def _close_window(self, angle: float | None) -> SaturationResult:
+        """Record a window's angle (``None``: the chain gives none yet) and hand it to the test."""
+        if angle is None:
+            return SaturationResult()
+        self.angles.append(AngleRecord(self.num_steps, angle))
+        result = self.test.update(angle)
+        if result.smoothed is not None:
+            self.smoothed.append(AngleRecord(self.num_steps, result.smoothed))
+        return result
+
+    def _decide(self, result: SaturationResult) -> bool:
+        """Act on a decision of the test: record it, drop when saturated, say done; whether the LR dropped."""
+        self.decisions.append(Decision(self.num_steps, result.statistic, result.saturated))
+        self._say_if_no_signal(result)
+        if not result.saturated:
+            return False
+        self.test.reset()
+        was_low, before = self._at_done_level(), self._learning_rate()
+        dropped = self._drop()
+        if dropped:
+            logger.info(
+                "AutoDrop: step %d: no progress (statistic %.3g): learning rate %.4g -> %.4g.",
+                self.num_steps,
+                result.statistic,
+                before,
+                self._learning_rate(),
+            )
+        if self.done_step is None and (was_low or max(self.lr_scales) == 0.0):
+            self._say_done(result.statistic)
         return dropped
 
     def _after_one_optimizer_step(self) -> bool:
@@ -427,7 +435,7 @@ class AutoDrop:
         decision is its start: no drop)."""
         if len(self.decisions) < 2:
             return 1.0
-        return (self.decisions[-2][0] / self.num_steps) ** POWER_DECAY_EXPONENT
+        return (self.decisions[-2].step / self.num_steps) ** POWER_DECAY_EXPONENT
 
     def _grow_window(self) -> None:
         """Growing windows: the window size the steps taken give, from the next window on."""
@@ -547,13 +555,13 @@ class AutoDrop:
         left out (logs stay strict JSON)."""
         values: dict[str, float] = {}
         if self.angles:
-            values["autodrop/angular_velocity"] = self.angles[-1][1]
+            values["autodrop/angular_velocity"] = self.angles[-1].degrees
         if self.noise_floor is not None:
             values["autodrop/noise_floor"] = self.noise_floor
-        if self.decisions and math.isfinite(self.decisions[-1][1]):
-            values["autodrop/statistic"] = self.decisions[-1][1]
+        if self.decisions and math.isfinite(self.decisions[-1].statistic):
+            values["autodrop/statistic"] = self.decisions[-1].statistic
         if self.smoothed:
-            values["autodrop/smoothed"] = self.smoothed[-1][1]
+            values["autodrop/smoothed"] = self.smoothed[-1].degrees
         values["autodrop/lr_scale"] = self.scale
         values["autodrop/num_drops"] = len(self.drops)
         values["autodrop/done"] = float(self.done)
@@ -588,7 +596,7 @@ class AutoDrop:
         and a failed load changes nothing. The scheduler's own state must be restored too (PyTorch
         convention); an :class:`~autodrop_hf.AutoDropLR` is re-synchronised here.
         """
-        values = _validated_state(state)
+        values = validated_state(state)
         saved = values["config"]
         changed = [
             f"{name} {saved.get(name)!r} -> {getattr(self.config, name)!r}"
@@ -663,20 +671,6 @@ class AutoDrop:
         )
 
 
-def _number(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number, got {value!r}.")
-    return float(value)
-
-
-def _optional_count(name: str, value: Any, minimum: int) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ValueError(f"{name} must be None or an integer >= {minimum}, got {value!r}.")
-    return int(value)
-
-
 def _sample_stride(fraction: Any, elements: int) -> int | None:
     """The stride a saved ``sample_fraction`` gave this model (``None``: not a valid fraction)."""
     try:
@@ -705,107 +699,3 @@ def _process_group(process_group: Any, accelerator: Any) -> tuple[Any, int]:
             )
         return None, 1
     return process_group, torch.distributed.get_world_size(process_group)
-
-
-def _validated_state(state: dict[str, Any]) -> dict[str, Any]:
-    """The plain values of an :meth:`AutoDrop.state_dict`, checked; ``ValueError`` names a bad field."""
-
-    if not isinstance(state, dict):
-        raise ValueError(f"an AutoDrop state is a dict (AutoDrop.state_dict()), got {type(state).__name__}.")
-
-    def field(name: str, check, message: str) -> Any:
-        if name not in state:
-            raise ValueError(f"AutoDrop state has no {name!r}: it is not an AutoDrop.state_dict().")
-        try:
-            value = check(state[name])
-        except (TypeError, ValueError, KeyError, AttributeError):
-            value = None
-        if value is None:
-            raise ValueError(f"AutoDrop state field {name!r} is invalid ({reprlib.repr(state[name])}): {message}.")
-        return value
-
-    def count(value: Any) -> int | None:
-        return int(value) if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
-
-    def scale(value: Any) -> float | None:
-        value = float(value)
-        return value if math.isfinite(value) and 0 <= value <= 1 else None
-
-    def records(value: Any) -> list[tuple[int, float]] | None:
-        pairs = [(int(s), float(a)) for s, a in value]
-        return pairs if all(0.0 <= a <= 180.0 for _, a in pairs) else None  # degrees
-
-    def decisions(value: Any) -> list[Decision] | None:
-        return [(int(s), float(z), bool(d)) for s, z, d in value]
-
-    values = {
-        "config": field("config", lambda v: v if isinstance(v, dict) else None, "a dict of hyper-parameters"),
-        "num_steps": field("num_steps", count, "an integer >= 0"),
-        "scale": field("scale", scale, "a number in [0, 1]"),
-        "angles": field("angles", records, "a list of (step, degrees in [0, 180])"),
-        "smoothed": field("smoothed", records, "a list of (step, degrees in [0, 180])"),
-        "decisions": field("decisions", decisions, "a list of (step, statistic, saturated)"),
-        "drops": field("drops", lambda v: [int(s) for s in v], "a list of steps"),
-    }
-    warmup = state.get("num_warmup_steps")
-    values["num_warmup_steps"] = None if warmup is None else field("num_warmup_steps", count, "an integer >= 0")
-    done = state.get("done_step")  # states from before the done signal have none
-    values["done_step"] = None if done is None else field("done_step", count, "None or an integer >= 0")
-    field("parameters", lambda v: [list(map(int, shape)) for shape in v], "a list of tensor shapes")
-    field("test", _test_state, "the test's state: 'buffer', a list of degrees (and 'previous_smoothed')")
-    field("angular_velocity", _meter_state, "the windows' state (window_size, steps_in_window, phase, buffers)")
-    return values
-
-
-def _test_state(value: Any) -> dict[str, Any] | None:
-    """A saturation test's state: angles in ``buffer`` (degrees, in [0, 180]); ``previous_smoothed`` one or ``None``."""
-    previous = value.get("previous_smoothed")
-    degrees = [float(a) for a in value["buffer"]] + ([] if previous is None else [float(previous)])
-    return value if all(0.0 <= a <= 180.0 for a in degrees) else None
-
-
-def _meter_state(value: Any) -> dict[str, Any] | None:
-    """A window meter's state: counts, a known phase, and finite float tensors where they are read."""
-    window, steps = value["window_size"], value["steps_in_window"]
-    if not (isinstance(window, int) and isinstance(steps, int) and window >= 1 and 0 <= steps < window):
-        return None
-    phase = WindowPhase(value["phase"])
-    buffers = {name: list(value[name]) for name in ("reference", "window_sum", "previous")}
-    if not all(isinstance(t, torch.Tensor) and t.is_floating_point() for ts in buffers.values() for t in ts):
-        return None
-    versions = value.get("buffer_versions")  # states from before it have none
-    count = sum(len(ts) for ts in buffers.values())
-    if versions is not None and not (isinstance(versions, list) and len(versions) == count):
-        return None
-    if not isinstance(value["warned_skip"], bool):
-        return None
-    read = {"reference": phase is not WindowPhase.EMPTY, "previous": phase is WindowPhase.MEASURING}
-    if any(not bool(torch.isfinite(t).all()) for name, needed in read.items() if needed for t in buffers[name]):
-        return None  # NaN where the next window reads: the detector would never give an angle again
-    return value
-
-
-class OptimizerStepCounter:
-    """Counts an optimizer's steps through a step post-hook (``Optimizer.register_step_post_hook``), so that
-    the callers of :meth:`AutoDrop.step` can be checked. One counter per optimizer, shared."""
-
-    def __init__(self, optimizer: torch.optim.Optimizer) -> None:
-        self.count = 0
-        self.handle = optimizer.register_step_post_hook(self._count)
-
-    def _count(self, optimizer: Any, args: Any, kwargs: Any) -> None:
-        self.count += 1
-
-    @classmethod
-    def of(cls, scheduler: Any) -> OptimizerStepCounter | None:
-        """The counter of the scheduler's optimizer (the innermost: not Accelerate's wrapper); ``None``
-        without a scheduler or for an optimizer without step hooks."""
-        optimizer = getattr(unwrap_scheduler(scheduler), "optimizer", None)
-        optimizer = getattr(optimizer, "optimizer", optimizer)  # AcceleratedOptimizer
-        if not isinstance(optimizer, torch.optim.Optimizer):
-            return None
-        counter = getattr(optimizer, "_autodrop_step_counter", None)
-        if counter is None:
-            counter = cls(optimizer)
-            optimizer._autodrop_step_counter = counter
-        return counter

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import math
-import numbers
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, Literal
+
+from .validation import describe, integer, real
 
 #: The paper's test's window size when ``window_size="auto"`` and the planned number of steps is unknown (the
 #: paper's CIFAR value).
@@ -144,38 +144,38 @@ class AutoDropConfig:
             raise ValueError(f"saturation_test must be one of {SATURATION_TESTS}, got {self.saturation_test!r}.")
         window = self.window_size
         if window not in WINDOW_SIZES:
-            window = _integer("window_size", window, 1, "an integer from 1 to 2**31, 'auto' or 'growing'", 2**31)
+            window = integer("window_size", window, 1, "an integer from 1 to 2**31, 'auto' or 'growing'", 2**31)
             object.__setattr__(self, "window_size", window)
         if self.drop_factor not in DROP_FACTORS:
             allowed = "0 < drop_factor < 1, or 'auto', 'linear' or 'power'"
-            value = _real("drop_factor", self.drop_factor, allowed, lambda v: 0 < v < 1)
+            value = real("drop_factor", self.drop_factor, allowed, lambda v: 0 < v < 1)
             object.__setattr__(self, "drop_factor", value)
-        done = _real("done_scale", self.done_scale, "0 < done_scale <= 1", lambda v: 0 < v <= 1)
+        done = real("done_scale", self.done_scale, "0 < done_scale <= 1", lambda v: 0 < v <= 1)
         object.__setattr__(self, "done_scale", done)
         if not isinstance(self.stop_when_done, bool):
-            raise ValueError(f"stop_when_done must be True or False, got {_describe(self.stop_when_done)}.")
+            raise ValueError(f"stop_when_done must be True or False, got {describe(self.stop_when_done)}.")
         if window == "growing" and self.saturation_test != "noise_floor":
             raise ValueError(
                 "window_size='growing' needs saturation_test='noise_floor' (the paper's test compares consecutive "
                 "angles, which a change of window size would shift): give the paper's test a window size."
             )
-        buffer_size = _integer("buffer_size", self.buffer_size, 2, "an integer from 2 to 2**31")
+        buffer_size = integer("buffer_size", self.buffer_size, 2, "an integer from 2 to 2**31")
         object.__setattr__(self, "buffer_size", buffer_size)
-        threshold = _real("threshold", self.threshold, "threshold > 0 (degrees)", lambda v: v > 0)
+        threshold = real("threshold", self.threshold, "threshold > 0 (degrees)", lambda v: v > 0)
         object.__setattr__(self, "threshold", threshold)
-        drift_z = _real("drift_z", self.drift_z, "drift_z >= 0 (standard errors)", lambda v: v >= 0)
+        drift_z = real("drift_z", self.drift_z, "drift_z >= 0 (standard errors)", lambda v: v >= 0)
         object.__setattr__(self, "drift_z", drift_z)
         if self.sample_fraction != "auto":
             allowed = "1e-9 <= sample_fraction <= 1, or 'auto'"
-            fraction = _real("sample_fraction", self.sample_fraction, allowed, lambda v: 1e-9 <= v <= 1)
+            fraction = real("sample_fraction", self.sample_fraction, allowed, lambda v: 1e-9 <= v <= 1)
             object.__setattr__(self, "sample_fraction", fraction)
         if isinstance(self.min_lr, list | tuple):
             if not self.min_lr:
                 raise ValueError("min_lr must be a number >= 0 or a non-empty list of them, got [].")
-            floors = tuple(_real("min_lr", v, "min_lr >= 0", lambda v: v >= 0) for v in self.min_lr)
+            floors = tuple(real("min_lr", v, "min_lr >= 0", lambda v: v >= 0) for v in self.min_lr)
             object.__setattr__(self, "min_lr", floors)
         else:
-            object.__setattr__(self, "min_lr", _real("min_lr", self.min_lr, "min_lr >= 0", lambda v: v >= 0))
+            object.__setattr__(self, "min_lr", real("min_lr", self.min_lr, "min_lr >= 0", lambda v: v >= 0))
         self._refuse_the_other_tests_setting()
 
     def _refuse_the_other_tests_setting(self) -> None:
@@ -285,34 +285,3 @@ def growing_window_size(step: int) -> int:
     """``window_size="growing"`` at optimizer step ``step``: the largest power of 2 that is at most
     ``step / GROWING_WINDOW_DIVISOR`` (at least 1)."""
     return 1 << max(0, int(step // GROWING_WINDOW_DIVISOR).bit_length() - 1)
-
-
-def _plain_number(value: Any) -> Any:
-    """A NumPy scalar or a 0-d tensor as a Python number; anything else unchanged."""
-    if isinstance(value, bool) or isinstance(value, int | float):
-        return value
-    if isinstance(value, numbers.Number) or (hasattr(value, "item") and getattr(value, "ndim", None) == 0):
-        return value.item() if hasattr(value, "item") else value
-    return value
-
-
-def _describe(value: Any) -> str:
-    return f"{value!r}" if isinstance(value, int | float | str) else f"{value!r} ({type(value).__name__})"
-
-
-def _real(name: str, value: Any, allowed: str, is_allowed) -> float:
-    number = _plain_number(value)
-    if isinstance(number, bool) or not isinstance(number, int | float):
-        raise ValueError(f"{name} must be a number with {allowed}, got {_describe(value)}.")
-    if not math.isfinite(number) or not is_allowed(number):
-        raise ValueError(f"{name} must satisfy {allowed}, got {_describe(value)}.")
-    return float(number)
-
-
-def _integer(name: str, value: Any, minimum: int, allowed: str, maximum: int = 2**31) -> int:
-    number = _plain_number(value)
-    if isinstance(number, float) and number.is_integer() and not isinstance(value, float):
-        number = int(number)
-    if isinstance(number, bool) or not isinstance(number, int) or not minimum <= number <= maximum:
-        raise ValueError(f"{name} must be {allowed}, got {_describe(value)}.")
-    return number
