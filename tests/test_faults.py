@@ -25,7 +25,7 @@ from transformers.trainer_utils import SchedulerType
 
 from autodrop_hf import AutoDrop, AutoDropCallback, AutoDropConfig, AutoDropTrainer, AutoDropTrainingArguments
 from autodrop_hf.core.history import read_history, truncate_history
-from autodrop_hf.core.scheduler import apply_lr_scales
+from autodrop_hf.core.scheduler_adapters import ONE_CYCLE_GROUP_KEYS, SCALED_LISTS, apply_lr_scales
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "examples" / "glue"))
 sys.path.insert(0, str(Path(__file__).parents[1] / "examples" / "translation"))
@@ -328,3 +328,29 @@ def test_a_string_base_lr_is_named_and_a_huge_seed_is_an_argparse_error(tmp_path
     command = [sys.executable, "-m", "autodrop_hf.tools.cli", "nqm", "--output", str(blocked / "n"), "--steps", "100"]
     result = subprocess.run([*command, "--theorem_steps", "100"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 2 and result.stderr.startswith("autodrop-hf nqm: ") and "a_file" in result.stderr
+
+
+def test_the_scheduler_attributes_a_drop_scales_exist_on_the_real_classes():
+    """Each attribute name of SCALED_LISTS is a per-group list on the classes that keep it (a rename in PyTorch
+    or Transformers fails here, not silently at a drop); a drop halves each, and OneCycleLR's group keys."""
+    weights = [torch.nn.Parameter(torch.zeros(2)), torch.nn.Parameter(torch.zeros(2))]
+    optimizer = torch.optim.SGD([{"params": [w]} for w in weights], lr=0.1, momentum=0.9)
+    keepers = {
+        "max_lrs": [torch_schedulers.CyclicLR(optimizer, 0.01, 0.1), transformers.optimization.GreedyLR(optimizer)],
+        "min_lrs": [torch_schedulers.ReduceLROnPlateau(optimizer, min_lr=1e-4),
+                    transformers.optimization.GreedyLR(optimizer)],
+        "_init_lrs": [transformers.optimization.GreedyLR(optimizer)],
+    }  # fmt: skip
+    assert set(keepers) == set(SCALED_LISTS)
+    for name, schedulers in keepers.items():
+        for scheduler in schedulers:
+            before = list(getattr(scheduler, name))
+            assert len(before) == 2 and all(v > 0 for v in before), (name, type(scheduler).__name__)
+            apply_lr_scales(scheduler, [1.0, 1.0], [0.5, 0.5])
+            assert getattr(scheduler, name) == pytest.approx([v * 0.5 for v in before]), name
+    one_cycle = torch_schedulers.OneCycleLR(optimizer, max_lr=0.1, total_steps=10)
+    groups = [{key: group[key] for key in ONE_CYCLE_GROUP_KEYS} for group in optimizer.param_groups]
+    apply_lr_scales(one_cycle, [1.0, 1.0], [0.5, 0.5])
+    for group, before in zip(optimizer.param_groups, groups, strict=True):
+        after = {key: group[key] for key in ONE_CYCLE_GROUP_KEYS}
+        assert after == pytest.approx({key: value * 0.5 for key, value in before.items()})

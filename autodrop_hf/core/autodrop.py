@@ -32,7 +32,7 @@ from .history import HISTORY_FILE, append_record, resume_history
 from .noise_floor import MomentumFilter, momentum_filter, noise_floor
 from .optimizer_steps import OptimizerStepCounter
 from .saturation import NoiseFloorTest, SaturationResult, SmoothedChangeTest
-from .scheduler import (
+from .scheduler_adapters import (
     apply_lr_scales,
     carried_lr_scales,
     check_scheduler,

@@ -6,7 +6,7 @@ from typing import Any
 
 import torch
 
-from .scheduler import unwrap_scheduler
+from .scheduler_adapters import unwrap_scheduler
 
 
 class OptimizerStepCounter:

@@ -15,7 +15,8 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from ..core.autodrop import AutoDrop
 from ..core.config import AutoDropConfig
 from ..core.history import HISTORY_FILE, append_record, resume_history
-from ..core.scheduler import AutoDropLR, unwrap_scheduler
+from ..core.scheduler import AutoDropLR
+from ..core.scheduler_adapters import unwrap_scheduler
 from ..core.user_warnings import warn
 from .scheduler_kwargs import split_scheduler_kwargs
 from .training_args import scheduler_name, uses_autodrop
