@@ -162,9 +162,17 @@ def test_default_rule_holds_while_training_drifts_and_otherwise_follows_a_linear
     interval = 10 * autodrop.window_size
     for step in held:
         assert lrs[step] == lrs[step - 1]
-    for step in autodrop.drops:  # each drop: one interval of a linear decay to 0 at the last step
-        expected = lrs[step - 1] * max(0.0, 1 - interval / (steps - step))
-        assert lrs[step] == pytest.approx(expected, rel=1e-9, abs=1e-15)
+    # each run of drops between holds is one linear decay from the level before it to 0 at the last step, read
+    # at the end of each stair (a closed form, not the per-drop factor): level·(steps − t − interval)/(steps − t0)
+    start = level = None
+    for step, _, saturated in autodrop.decisions:
+        if not saturated:
+            start = None
+            continue
+        if start is None:
+            start, level = step, lrs[step - 1]
+        expected = level * max(0.0, steps - step - interval) / (steps - start)
+        assert lrs[step] == pytest.approx(expected, rel=1e-9, abs=1e-15), step
     assert lrs[-1] == 0.0 and autodrop.scale == 0.0
     last_window = max(s for s, _, _ in autodrop.decisions)
     assert steps - last_window < interval and autodrop.angular_velocity.steps_in_window == 0  # stopped at 0
@@ -426,7 +434,8 @@ def test_without_scheduler_only_scale_and_records():
     run(problem, autodrop, 1_500)
     assert autodrop.drops and autodrop.scale == pytest.approx(0.95 ** len(autodrop.drops))
     assert set(problem.lrs) == {0.06}  # nothing touched the optimizer
-    assert autodrop.last_record is None or autodrop.last_record["lr"] is None
+    record = autodrop.last_record  # step 1,500 ends a window
+    assert record["lr"] is None and record["lr_scale"] == autodrop.scale
 
 
 def test_nan_parameters_never_drop():

@@ -138,8 +138,11 @@ def test_glue_tsv_end_to_end(tmp_path, monkeypatch, model_dir, task, metrics):
     assert set(metrics) <= set(saved)
     results = json.loads((output / "results.json").read_text())
     assert results["task"] == task and results["optimizer_steps"] == 12 and results["schedule"] == "autodrop"
-    history = [json.loads(x) for x in (output / "autodrop_history.jsonl").read_text().splitlines()]
-    assert results["drops"] == sum(r["dropped"] for r in history)
+    # the drops the summary counts (from the history file) are those the Trainer logged, and there are some
+    logged = [e["autodrop/num_drops"] for e in json.loads((output / "trainer_state.json").read_text())["log_history"]
+              if "autodrop/num_drops" in e]  # fmt: skip
+    assert results["drops"] == logged[-1]
+    assert logged[-1] >= 1 or task == "stsb"  # the regression drops nowhere in its 12 steps
     assert (output / "autodrop.png").stat().st_size > 10_000
     config = json.loads((output / "config.json").read_text())
     if task == "stsb":

@@ -110,10 +110,14 @@ def test_stock_trainer_drops_multiply_the_configured_schedule(tmp_path):
 
 
 def test_stock_trainer_with_constant_schedule_does_not_warn(tmp_path):
-    args = training_args(tmp_path, cls=TrainingArguments, lr_scheduler_type="constant_with_warmup")
-    with warnings.catch_warnings():
-        warnings.filterwarnings("error", message=".*multiply")
-        run(Trainer, args, callbacks=[AutoDropCallback(FAST_CONFIG)])
+    said = {}
+    for schedule in ("constant_with_warmup", "linear"):  # linear: the warning this test looks for is said
+        args = training_args(tmp_path / schedule, cls=TrainingArguments, lr_scheduler_type=schedule, max_steps=10)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            run(Trainer, args, callbacks=[AutoDropCallback(FAST_CONFIG)])
+        said[schedule] = [str(w.message) for w in caught if "multiply the" in str(w.message)]
+    assert said["constant_with_warmup"] == [] and len(said["linear"]) == 1
 
 
 def test_command_line_accepts_autodrop_and_every_hf_scheduler(tmp_path):
