@@ -12,7 +12,6 @@ import math
 import subprocess
 import sys
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -286,12 +285,16 @@ def test_a_deepspeed_scheduler_section_is_refused_and_zero3_partitions_are_watch
     check_deepspeed(Arguments(str(path)))
     with pytest.raises(ValueError, match=r"'scheduler' section.*remove that section"):
         check_deepspeed(Arguments({"scheduler": {"type": "WarmupLR"}, "zero_optimization": {"stage": 1}}))
+    from accelerate.utils import DeepSpeedPlugin
+
     launched = Arguments(None)  # accelerate launch --use_deepspeed --deepspeed_config_file: parsed by Accelerate
-    launched.deepspeed_plugin = SimpleNamespace(
-        hf_ds_config=SimpleNamespace(config={"scheduler": {"type": "WarmupLR"}})
-    )
+    scheduled = {"scheduler": {"type": "WarmupLR"}, "zero_optimization": {"stage": 1}}
+    launched.deepspeed_plugin = DeepSpeedPlugin(hf_ds_config=dict(scheduled))
     with pytest.raises(ValueError, match=r"'scheduler' section"):
         check_deepspeed(launched)
+    real = TrainingArguments(str(tmp_path), deepspeed=dict(scheduled), use_cpu=True, report_to=[])
+    with pytest.raises(ValueError, match=r"'scheduler' section"):  # as Transformers parses it (a dict, here)
+        check_deepspeed(real)
     placeholder = torch.nn.Parameter(torch.empty(0))
     placeholder.ds_tensor = torch.zeros(40)  # ZeRO-3: an empty parameter, this process's partition beside it
     placeholder.ds_numel = 80  # the whole parameter: two processes' partitions

@@ -201,18 +201,25 @@ def test_auto_window_uses_planned_optimizer_steps(tmp_path, monkeypatch):
 
 
 def test_skipped_optimizer_step_is_not_observed(tmp_path):
+    """On the Trainer's real optimizer (Accelerate's AcceleratedOptimizer, whose GradScaler sets _is_overflow
+    when it skips a step), as Transformers hands it to on_step_end."""
+    from accelerate.optimizer import AcceleratedOptimizer
+
     trainer, _ = run(AutoDropTrainer, training_args(tmp_path, max_steps=10))
     callback = trainer.callback_handler.callbacks[0]
     autodrop = callback.autodrop
+    optimizer = trainer.optimizer
+    assert isinstance(optimizer, AcceleratedOptimizer) and optimizer.step_was_skipped is False
     before = autodrop.state_dict()["angular_velocity"]["window_sum"][0].clone()
     steps = autodrop.num_steps
-
-    class SkippedStep:
-        step_was_skipped = True
-
-    callback.on_step_end(trainer.args, trainer.state, trainer.control, optimizer=SkippedStep())
-    assert autodrop.num_steps == steps
+    optimizer._is_overflow = True  # what a skipped fp16 step leaves
+    callback.on_step_end(trainer.args, trainer.state, trainer.control, optimizer=optimizer)
+    assert optimizer.step_was_skipped is True and autodrop.num_steps == steps
     assert torch.equal(autodrop.state_dict()["angular_velocity"]["window_sum"][0], before)
+    optimizer._is_overflow = False
+    optimizer.optimizer.step()  # a step taken (no gradients: nothing moves, the step hooks run)
+    callback.on_step_end(trainer.args, trainer.state, trainer.control, optimizer=optimizer)
+    assert autodrop.num_steps == steps + 1  # is observed
 
 
 def test_resume_after_a_skipped_fp16_step_restores_the_detector(tmp_path):

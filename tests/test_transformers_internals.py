@@ -92,6 +92,31 @@ def test_the_parent_post_init_needs_a_scheduler_type_and_the_trainer_rebuilds_it
     assert trainer.lr_scheduler is not first
 
 
+def test_an_autodrop_trainer_trained_twice_starts_afresh(tmp_path):
+    """mark_scheduler_created_by_trainer on the real Trainer: a second train() rebuilds AutoDrop's schedule and
+    detector, as the Trainer does for its own schedules (it would otherwise continue a dropped schedule)."""
+    from autodrop_hf import AutoDropConfig, AutoDropTrainer
+
+    args = AutoDropTrainingArguments(
+        str(tmp_path),
+        max_steps=6,
+        per_device_train_batch_size=4,
+        report_to=[],
+        use_cpu=True,
+        disable_tqdm=True,
+        save_strategy="no",
+        lr_scheduler_type="autodrop",
+    )
+    callback = AutoDropCallback(AutoDropConfig.paper(window_size=1, buffer_size=2, threshold=90.0))  # drops
+    trainer = AutoDropTrainer(model=tiny_bert(), args=args, train_dataset=TokenParity(32), callbacks=[callback])
+    trainer.train()
+    first_scheduler, first_detector = trainer.lr_scheduler, callback.autodrop
+    assert first_detector.drops and first_detector.num_steps == 6
+    trainer.train()
+    assert trainer.lr_scheduler is not first_scheduler and callback.autodrop is not first_detector
+    assert callback.autodrop.num_steps == 6 and first_detector.num_steps == 6
+
+
 def test_a_hyperparameter_search_trial_saves_in_its_own_folder(tmp_path, monkeypatch):
     import transformers.integrations
 
