@@ -133,8 +133,15 @@ def paired(runs: list[dict], data: str, variant: str, reference: str = REFERENCE
         else math.nan
     )
     sign_p = float(stats.binomtest(wins, wins + losses).pvalue) if wins + losses else 1.0
-    return {"n": len(differences), "mean": statistics.fmean(differences), "wins": wins, "losses": losses,
-            "ties": len(differences) - wins - losses, "t_p": t_p, "sign_p": sign_p}  # fmt: skip
+    return {
+        "n": len(differences),
+        "mean": statistics.fmean(differences),
+        "wins": wins,
+        "losses": losses,
+        "ties": len(differences) - wins - losses,
+        "t_p": t_p,
+        "sign_p": sign_p,
+    }
 
 
 def paired_table(runs: list[dict]) -> str:
@@ -188,8 +195,9 @@ def drops_table(runs: list[dict]) -> str:
         seconds = [
             m.get("seconds", m.get("train_seconds")) for m in members if m.get("seconds", m.get("train_seconds"))
         ]
-        lines.append(f"| {data} | {variant} | {_cell(drops)} | {_cell([m['final_lr'] for m in members])} | "
-                     f"{_cell(seconds)} |")  # fmt: skip
+        lines.append(
+            f"| {data} | {variant} | {_cell(drops)} | {_cell([m['final_lr'] for m in members])} | {_cell(seconds)} |"
+        )
     return "\n".join(lines)
 
 
@@ -197,8 +205,11 @@ def signal_table(runs: list[dict]) -> str:
     """AutoDrop's view of every run: its angle against the noise floor, and what each decision did. For the
     default rule, the decisions' mean statistic z and the holds that pure noise would give (Φ(−2) = 2.3% of
     the decisions, ``drift_z`` = 2): holds well above that count are progress the angle measured."""
-    lines = ["| data | schedule | seed | window | noise floor ψ | mean angle | decisions | mean z | "
-             "held (progress) | held by chance | drops |", "|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    lines = [
+        "| data | schedule | seed | window | noise floor ψ | mean angle | decisions | mean z | "
+        "held (progress) | held by chance | drops |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for (data, variant), members in grouped(runs).items():
         for run in sorted(members, key=lambda r: r["seed"]):
             trace = run.get("trace", {}).get("autodrop")
@@ -258,8 +269,11 @@ def cost_table(results: Path) -> str:
 
 def sampling_table(results: Path) -> str:
     """The memory-light mode against exact mode on recorded real runs (``sampling_error.py``)."""
-    lines = ["| run | fraction | block | watched parameters | bytes per parameter | angle error median / p95 / max | "
-             "same decisions (differing: z, exact → sampled) |", "|---|---|---|---|---|---|---|"]  # fmt: skip
+    lines = [
+        "| run | fraction | block | watched parameters | bytes per parameter | angle error median / p95 / max | "
+        "same decisions (differing: z, exact → sampled) |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for path in sorted(results.glob("sampling_error_*.json")):
         r = json.loads(path.read_text())
         exact = r["exact"]
@@ -342,11 +356,19 @@ def plot_task(runs: list[dict], data: str, output: Path) -> None:
         decisions = trace.get("decisions")
         if decisions:
             for dropped, marker in ((True, "v"), (False, "o")):
-                points = [(s, z) for s, z, d in zip(decisions["step"], decisions["statistic"], decisions["dropped"],
-                                                     strict=True) if d is dropped and z is not None]  # fmt: skip
+                points = [
+                    (s, z)
+                    for s, z, d in zip(decisions["step"], decisions["statistic"], decisions["dropped"], strict=True)
+                    if d is dropped and z is not None
+                ]
                 if points:
-                    axes[3].plot(*zip(*points, strict=True), marker, color=f"C{index}", markersize=4,
-                                 label=f"seed {run['seed']}" if dropped else None)  # fmt: skip
+                    axes[3].plot(
+                        *zip(*points, strict=True),
+                        marker,
+                        color=f"C{index}",
+                        markersize=4,
+                        label=f"seed {run['seed']}" if dropped else None,
+                    )
     axes[3].axhline(-2, color="black", linestyle=":", linewidth=1)
     axes[0].set_ylabel("learning rate")
     axes[0].legend(fontsize="small")
@@ -380,13 +402,24 @@ def main() -> None:
         runs = load_runs(results / name) if (results / name).exists() else []
         if not runs:
             continue
-        sections += [f"\n## {title}\n", "Headline metric, mean ± std (seeds):\n", headline_table(runs),
-                     f"\nPaired by seed against {REFERENCE}:\n", paired_table(runs),
-                     f"\nMean rank among {', '.join(RANKED)}:\n", ranks_table(runs),
-                     "\nDrops and final learning rate:\n", drops_table(runs),
-                     "\nAutoDrop's angle against its noise floor, per run:\n", signal_table(runs),
-                     "", compute_line(runs),
-                     "\n<details><summary>Every run</summary>\n", runs_table(runs), "\n</details>"]  # fmt: skip
+        sections += [
+            f"\n## {title}\n",
+            "Headline metric, mean ± std (seeds):\n",
+            headline_table(runs),
+            f"\nPaired by seed against {REFERENCE}:\n",
+            paired_table(runs),
+            f"\nMean rank among {', '.join(RANKED)}:\n",
+            ranks_table(runs),
+            "\nDrops and final learning rate:\n",
+            drops_table(runs),
+            "\nAutoDrop's angle against its noise floor, per run:\n",
+            signal_table(runs),
+            "",
+            compute_line(runs),
+            "\n<details><summary>Every run</summary>\n",
+            runs_table(runs),
+            "\n</details>",
+        ]
         plot_quality(runs, results / f"{name}_quality.png")
         for data in sorted({run["data"] for run in runs}):
             plot_task(runs, data, results / name / f"{data}.png")

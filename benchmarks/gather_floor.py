@@ -74,8 +74,14 @@ def main() -> None:
     block = args.sample_block or sample_block_size(args.parameters, stride)
     params = torch.randn(args.parameters)
     sweep = torch.zeros(32 * 1024 * 1024)
-    result: dict = {"parameters": args.parameters, "sample_fraction": args.sample_fraction, "threads": args.threads,
-                    "device": cpu_name(), "torch": torch.__version__, "patterns": {}}  # fmt: skip
+    result: dict = {
+        "parameters": args.parameters,
+        "sample_fraction": args.sample_fraction,
+        "threads": args.threads,
+        "device": cpu_name(),
+        "torch": torch.__version__,
+        "patterns": {},
+    }
     for name, view in patterns(params, stride, block).items():
         ms = time_after_optimizer_pass(view, params, sweep, args.repeats)
         blocks = 1 if name == "contiguous" else view.shape[0]

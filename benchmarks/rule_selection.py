@@ -258,9 +258,14 @@ def tables(results: dict[str, dict[str, float]]) -> str:
         cells[(problem, total)][schedule][lr] = value["metric"]
         drops[schedule].append(value["drops"])
     best_ranks, all_ranks = defaultdict(list), defaultdict(list)
-    lines = ["# Rule selection on cheap problems (benchmarks/rule_selection.py)", "",
-             "Final metric (lower is better) at the best of three learning rates; mean over 5 seeds.", "",
-             "| problem | T | " + " | ".join(SCHEDULES) + " |", "|---|---|" + "---|" * len(SCHEDULES)]  # fmt: skip
+    lines = [
+        "# Rule selection on cheap problems (benchmarks/rule_selection.py)",
+        "",
+        "Final metric (lower is better) at the best of three learning rates; mean over 5 seeds.",
+        "",
+        "| problem | T | " + " | ".join(SCHEDULES) + " |",
+        "|---|---|" + "---|" * len(SCHEDULES),
+    ]
     for (problem, total), by_schedule in cells.items():
         best = {s: min(by_lr.values()) for s, by_lr in by_schedule.items()}
         for rank, schedule in enumerate(sorted(best, key=best.get), start=1):

@@ -38,9 +38,12 @@ def main() -> None:
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr)
     window = args.window_size if args.window_size == "auto" else int(args.window_size)
     scheduler = AutoDropScheduler(
-        optimizer, model, AutoDropConfig(window_size=window),
-        num_training_steps=args.steps, num_warmup_steps=args.warmup_steps,
-    )  # fmt: skip
+        optimizer,
+        model,
+        AutoDropConfig(window_size=window),
+        num_training_steps=args.steps,
+        num_warmup_steps=args.warmup_steps,
+    )
     autodrop = scheduler.autodrop
     print(autodrop)
 
@@ -56,8 +59,10 @@ def main() -> None:
             _, statistic, saturated = autodrop.decisions[-1]
             mean = sum(a.degrees for a in autodrop.angles[-autodrop.config.buffer_size :]) / autodrop.config.buffer_size
             verdict = f"drop: lr -> {optimizer.param_groups[0]['lr']:.3e}" if saturated else "hold (progress)"
-            print(f"step {step:5d}  mean angle {mean:6.2f}° (floor {autodrop.noise_floor:.2f}°)  "
-                  f"z {statistic:+6.2f}  {verdict}  loss {loss.item():.4f}")  # fmt: skip
+            print(
+                f"step {step:5d}  mean angle {mean:6.2f}° (floor {autodrop.noise_floor:.2f}°)  "
+                f"z {statistic:+6.2f}  {verdict}  loss {loss.item():.4f}"
+            )
     with torch.no_grad():
         accuracy = (model(inputs).argmax(-1) == labels).float().mean().item()
     print(

@@ -66,13 +66,20 @@ def test_paper_preset_reproduces_the_decisions_from_before_the_presets():
     cases = {
         "sgd_defaults_3000": (AutoDropConfig.paper(), 3000, 30, 0, lambda p: torch.optim.SGD(p, lr=0.06)),
         "adam_window4_4000": (
-            AutoDropConfig.paper(window_size=4), 4000, 100, 1, lambda p: torch.optim.Adam(p, lr=0.03),
+            AutoDropConfig.paper(window_size=4),
+            4000,
+            100,
+            1,
+            lambda p: torch.optim.Adam(p, lr=0.03),
         ),
         "sgdm_window2_m5_2000": (
-            AutoDropConfig.paper(window_size=2, buffer_size=5, drop_factor=0.8, threshold=0.2), 2000, 0, 2,
+            AutoDropConfig.paper(window_size=2, buffer_size=5, drop_factor=0.8, threshold=0.2),
+            2000,
+            0,
+            2,
             lambda p: torch.optim.SGD(p, lr=0.005, momentum=0.9),
         ),
-    }  # fmt: skip
+    }
     for name, (config, steps, warmup, seed, make_optimizer) in cases.items():
         torch.manual_seed(seed)
         curvature = torch.arange(1, 201, dtype=torch.float32) / 10
@@ -256,9 +263,14 @@ def test_resume_with_growing_windows_is_exact(tmp_path):
     lrs = _learning_rates(first, autodrop, 1_203)
     assert autodrop.window_size == 16 and autodrop.angular_velocity.steps_in_window != 0
     saved = copy.deepcopy(
-        {"x": first.x.detach(), "optimizer": first.optimizer.state_dict(), "scheduler": first.scheduler.state_dict(),
-         "autodrop": autodrop.state_dict(), "rng": torch.get_rng_state()}
-    )  # fmt: skip
+        {
+            "x": first.x.detach(),
+            "optimizer": first.optimizer.state_dict(),
+            "scheduler": first.scheduler.state_dict(),
+            "autodrop": autodrop.state_dict(),
+            "rng": torch.get_rng_state(),
+        }
+    )
     second = AdamProblem(seed=99, num_warmup_steps=12)
     second.x.data.copy_(saved["x"])
     second.optimizer.load_state_dict(saved["optimizer"])
@@ -453,8 +465,13 @@ def test_nan_parameters_never_drop():
 def test_records_and_history_file(tmp_path):
     problem = NoisyQuadratic(num_warmup_steps=4)
     history = tmp_path / "history.jsonl"
-    autodrop = AutoDrop([problem.x], AutoDropConfig(window_size=2, buffer_size=3), problem.scheduler,
-                        num_training_steps=300, history_file=history)  # fmt: skip
+    autodrop = AutoDrop(
+        [problem.x],
+        AutoDropConfig(window_size=2, buffer_size=3),
+        problem.scheduler,
+        num_training_steps=300,
+        history_file=history,
+    )
     records = []
     for _ in range(300):
         problem.train_step()
@@ -476,9 +493,13 @@ def test_records_and_history_file(tmp_path):
     assert [r["step"] for r in records if r["done"]] == [r["step"] for r in records if r["step"] >= expected]
     assert autodrop.done_step == expected
     assert set(autodrop.log_dict()) == {
-        "autodrop/angular_velocity", "autodrop/noise_floor", "autodrop/statistic", "autodrop/lr_scale",
-        "autodrop/num_drops", "autodrop/done",
-    }  # fmt: skip
+        "autodrop/angular_velocity",
+        "autodrop/noise_floor",
+        "autodrop/statistic",
+        "autodrop/lr_scale",
+        "autodrop/num_drops",
+        "autodrop/done",
+    }
 
 
 def test_newly_trainable_parameters_are_watched_from_the_next_window(caplog):
@@ -597,8 +618,10 @@ def test_a_new_detector_in_a_new_process_recovers_the_scale_from_the_schedulers_
         autodrop = AutoDrop([problem.x], config, problem.scheduler)
         run(problem, autodrop, 1_000)
         assert autodrop.drops and autodrop.scale < 0.5
-        torch.save({"optimizer": problem.optimizer.state_dict(), "scheduler": problem.scheduler.state_dict()},
-                   tmp_path / "saved.pt")  # fmt: skip
+        torch.save(
+            {"optimizer": problem.optimizer.state_dict(), "scheduler": problem.scheduler.state_dict()},
+            tmp_path / "saved.pt",
+        )
         saved = torch.load(tmp_path / "saved.pt", weights_only=True)
         fresh = NoisyQuadratic(seed=5, scheduler=make)  # another optimizer and scheduler, as after a restart
         assert fresh.optimizer.param_groups[0]["lr"] == 0.06
@@ -611,8 +634,9 @@ def test_a_new_detector_in_a_new_process_recovers_the_scale_from_the_schedulers_
 
 def _trained(config=None, steps=300, seed=0):
     problem = AdamProblem(seed=seed, num_warmup_steps=10, start=0.0)
-    autodrop = AutoDrop([problem.x], config or AutoDropConfig(window_size=2, buffer_size=4), problem.scheduler,
-                        num_training_steps=1_000)  # fmt: skip
+    autodrop = AutoDrop(
+        [problem.x], config or AutoDropConfig(window_size=2, buffer_size=4), problem.scheduler, num_training_steps=1_000
+    )
     for _ in range(steps):
         problem.train_step()
         autodrop.step()
@@ -735,10 +759,15 @@ def test_a_changed_min_lr_applies_on_resume_whatever_the_scheduler(make):
     schedulers = {
         "LambdaLR": lambda o: torch.optim.lr_scheduler.LambdaLR(o, lambda t: 1.0),
         "SequentialLR": lambda o: torch.optim.lr_scheduler.SequentialLR(
-            o, [torch.optim.lr_scheduler.LinearLR(o, 0.5, 1.0, total_iters=4),
-                torch.optim.lr_scheduler.ConstantLR(o, 1.0, total_iters=1)], milestones=[4]),
+            o,
+            [
+                torch.optim.lr_scheduler.LinearLR(o, 0.5, 1.0, total_iters=4),
+                torch.optim.lr_scheduler.ConstantLR(o, 1.0, total_iters=1),
+            ],
+            milestones=[4],
+        ),
         "StepLR": lambda o: torch.optim.lr_scheduler.StepLR(o, step_size=1000, gamma=0.5),
-    }  # fmt: skip
+    }
     config = AutoDropConfig.paper(window_size=1, buffer_size=2, threshold=1e9, drop_factor=0.5)  # drops every 3 windows
 
     def build(min_lr, seed=0):
@@ -749,9 +778,12 @@ def test_a_changed_min_lr_applies_on_resume_whatever_the_scheduler(make):
     run(first, autodrop, 40)
     assert autodrop.scale < 0.5 and first.optimizer.param_groups[0]["lr"] == pytest.approx(0.05)  # at the floor
     states = copy.deepcopy(
-        {"optimizer": first.optimizer.state_dict(), "scheduler": first.scheduler.state_dict(),
-         "autodrop": autodrop.state_dict()}
-    )  # fmt: skip
+        {
+            "optimizer": first.optimizer.state_dict(),
+            "scheduler": first.scheduler.state_dict(),
+            "autodrop": autodrop.state_dict(),
+        }
+    )
     second, resumed = build(0.01, seed=1)
     second.optimizer.load_state_dict(states["optimizer"])  # a resume restores all three, the detector last
     second.scheduler.load_state_dict(states["scheduler"])

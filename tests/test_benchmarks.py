@@ -19,8 +19,9 @@ import collect_run  # noqa: E402
 TIMEOUT = 300
 
 
-def _write_run(folder: Path, name: str, accuracy: float, learning_rates: list[float], drops: int = 0,
-               final_lr: float | None = None) -> None:  # fmt: skip
+def _write_run(
+    folder: Path, name: str, accuracy: float, learning_rates: list[float], drops: int = 0, final_lr: float | None = None
+) -> None:
     trace = {"train": {"step": list(range(len(learning_rates))), "learning_rate": learning_rates, "loss": []}}
     final_lr = learning_rates[-1] if final_lr is None else final_lr
     run = {"eval_accuracy": accuracy, "final_lr": final_lr, "drops": drops, "seconds": 60.0, "trace": trace}
@@ -81,10 +82,16 @@ def test_the_signal_table_counts_holds_against_chance(tmp_path: Path) -> None:
     _write_run(tmp_path, "rte_autodrop_seed1", 0.6, [1e-5, 5e-6], drops=3)
     run = json.loads((tmp_path / "rte_autodrop_seed1.json").read_text())
     run["trace"]["autodrop"] = {
-        "step": [3, 4, 5], "angle": [20.0, 25.0, 30.0], "noise_floor": 25.84, "drop_steps": [10, 20, 30],
-        "decisions": {"step": [10, 20, 30, 40], "statistic": [-3.0, 0.5, 1.0, -0.5],
-                      "dropped": [False, True, True, True]},
-    }  # fmt: skip
+        "step": [3, 4, 5],
+        "angle": [20.0, 25.0, 30.0],
+        "noise_floor": 25.84,
+        "drop_steps": [10, 20, 30],
+        "decisions": {
+            "step": [10, 20, 30, 40],
+            "statistic": [-3.0, 0.5, 1.0, -0.5],
+            "dropped": [False, True, True, True],
+        },
+    }
     (tmp_path / "rte_autodrop_seed1.json").write_text(json.dumps(run))
     rows = aggregate.signal_table(aggregate.load_runs(tmp_path)).splitlines()
     # window 1, mean angle 25°, 4 decisions with mean z −0.5, 1 hold where noise gives 4 × 2.28% = 0.09
@@ -113,10 +120,14 @@ def test_collect_run_keeps_results_and_traces(tmp_path: Path) -> None:
     assert trace["eval"] == {"step": [10, 20], "eval_accuracy": [0.7, 0.75], "eval_loss": [0.6, 0.5]}
     assert trace["max_steps"] == 20
     assert trace["autodrop"] == {
-        "step": [12, 16], "angle": [20.0, 26.0], "noise_floor": 25.8, "smoothed": [None, None], "drop_steps": [16],
+        "step": [12, 16],
+        "angle": [20.0, 26.0],
+        "noise_floor": 25.8,
+        "smoothed": [None, None],
+        "drop_steps": [16],
         "done": None,
         "decisions": {"step": [12, 16], "statistic": [-3.1, 0.4], "dropped": [False, True]},
-    }  # fmt: skip
+    }
 
 
 def test_the_quick_start_example_runs(tmp_path: Path) -> None:
@@ -133,9 +144,18 @@ def test_the_glue_benchmark_script_and_aggregate_run_on_a_tiny_task(tmp_path: Pa
     model = save_tiny_model_dir(tmp_path / "model", WORDS)
     write_glue_task(tmp_path / "glue", "mrpc")
     results = tmp_path / "results" / "glue"
-    env = {"GLUE_DIR": str(tmp_path / "glue"), "TASKS": "mrpc", "SCHEDULES": "autodrop linear", "SEEDS": "42",
-           "EPOCHS": "2", "MODEL": model, "RESULTS": str(results), "OUTPUTS": str(tmp_path / "outputs"),
-           "PY": sys.executable, "JOBS": "1"}  # fmt: skip
+    env = {
+        "GLUE_DIR": str(tmp_path / "glue"),
+        "TASKS": "mrpc",
+        "SCHEDULES": "autodrop linear",
+        "SEEDS": "42",
+        "EPOCHS": "2",
+        "MODEL": model,
+        "RESULTS": str(results),
+        "OUTPUTS": str(tmp_path / "outputs"),
+        "PY": sys.executable,
+        "JOBS": "1",
+    }
     output = _run(["bash", "benchmarks/glue_quality.sh"], **env).stdout
     assert output.count("done: mrpc") == 2 and "FAILED" not in output
     assert "have:" in _run(["bash", "benchmarks/glue_quality.sh"], **env).stdout  # finished runs are kept
@@ -151,14 +171,38 @@ def test_the_cost_and_rule_selection_benchmarks_run(tmp_path: Path) -> None:
     (cost,) = tmp_path.glob("step_overhead_*.json")
     measured = json.loads(cost.read_text())
     assert measured["bytes_per_trainable_parameter"] == pytest.approx(12, abs=0.5)
-    _run([sys.executable, "benchmarks/gather_floor.py", "--parameters", "400000", "--sample_block", "8",
-          "--repeats", "2", "--output", str(tmp_path)])  # fmt: skip
+    _run(
+        [
+            sys.executable,
+            "benchmarks/gather_floor.py",
+            "--parameters",
+            "400000",
+            "--sample_block",
+            "8",
+            "--repeats",
+            "2",
+            "--output",
+            str(tmp_path),
+        ]
+    )
     floor = json.loads((tmp_path / "gather_floor_threads1_cpu.json").read_text())["patterns"]
     assert floor["blocks_of_8"]["blocks"] == floor["one_element_per_block_of_8"]["elements"] == 400_000 // 800
     assert floor["blocks_of_16"]["elements"] == floor["contiguous"]["elements"] == 8 * (400_000 // 800)
     assert "memory-light floor" in aggregate.cost_table(tmp_path)
-    _run([sys.executable, "benchmarks/trainer_overhead.py", "--model", "tiny", "--steps", "8", "--repeats", "1",
-          "--output", str(tmp_path)])  # fmt: skip
+    _run(
+        [
+            sys.executable,
+            "benchmarks/trainer_overhead.py",
+            "--model",
+            "tiny",
+            "--steps",
+            "8",
+            "--repeats",
+            "1",
+            "--output",
+            str(tmp_path),
+        ]
+    )
     assert len(list(tmp_path.glob("trainer_overhead_*.json"))) == 1
     _run(
         [sys.executable, "benchmarks/rule_selection.py", "--budgets", "100", "--seeds", "1", "--output", str(tmp_path)]
@@ -171,8 +215,21 @@ def test_the_sampling_error_benchmark_runs_and_is_tabulated(tmp_path: Path) -> N
     from test_translation_example import write_parallel
 
     text = write_parallel(tmp_path / "text", sizes=(("train", 500),))  # 15 steps of 64 need two epochs
-    _run([sys.executable, "benchmarks/sampling_error.py", "translation", "--text_dir", str(text), "--steps", "15",
-          "--warmup_steps", "0", "--output", str(tmp_path)])  # fmt: skip
+    _run(
+        [
+            sys.executable,
+            "benchmarks/sampling_error.py",
+            "translation",
+            "--text_dir",
+            str(text),
+            "--steps",
+            "15",
+            "--warmup_steps",
+            "0",
+            "--output",
+            str(tmp_path),
+        ]
+    )
     result = json.loads((tmp_path / "sampling_error_multi30k.json").read_text())
     # window 1: angles from step 3; the first decision (10 angles) drops to 0, ending the observation
     assert result["exact"] == {"angles": 10, "decisions": 1, "drops": 1}
@@ -191,10 +248,18 @@ def test_the_horizon_free_tables_by_hand(tmp_path: Path) -> None:
     folder.mkdir()
 
     def write(schedule, budget, seed, evals, **extra):
-        run = {"family": "lm", "schedule": schedule, "budget": budget, "seed": seed, "learning_rate": 1e-3,
-               "train_seconds": 60.0, "evals": [{"step": s, "dev_loss": v} for s, v in evals],
-               "train_log": [{"step": budget, "lr": 5e-4, "loss": 1.0}], "autodrop": {"drops": [3], "done": None},
-               **extra}  # fmt: skip
+        run = {
+            "family": "lm",
+            "schedule": schedule,
+            "budget": budget,
+            "seed": seed,
+            "learning_rate": 1e-3,
+            "train_seconds": 60.0,
+            "evals": [{"step": s, "dev_loss": v} for s, v in evals],
+            "train_log": [{"step": budget, "lr": 5e-4, "loss": 1.0}],
+            "autodrop": {"drops": [3], "done": None},
+            **extra,
+        }
         (folder / f"{schedule}_b{budget}_seed{seed}.json").write_text(json.dumps(run))
 
     for seed, oracle in ((0, (2.0, 1.0, 0.5, 0.25)), (1, (2.0, 1.0, 0.5, 0.5))):
@@ -218,31 +283,69 @@ def test_the_horizon_free_benchmarks_run_on_tiny_inputs(tmp_path: Path) -> None:
 
     text = write_parallel(tmp_path / "text", sizes=(("train", 400), ("valid", 24)))
     results = tmp_path / "results"
-    env = {"TEXT_DIR": str(text), "B0": "8", "WARMUP": "2", "SEEDS": "0", "PY": sys.executable,
-           "OUTPUTS": str(tmp_path / "outputs")}  # fmt: skip
-    lm = _run(["bash", "benchmarks/anytime_quality.sh"], FAMILY="lm", SCHEDULES="constant wsd", BUDGETS="8 16",
-              RESULTS=str(results / "lm"), **env).stdout  # fmt: skip
+    env = {
+        "TEXT_DIR": str(text),
+        "B0": "8",
+        "WARMUP": "2",
+        "SEEDS": "0",
+        "PY": sys.executable,
+        "OUTPUTS": str(tmp_path / "outputs"),
+    }
+    lm = _run(
+        ["bash", "benchmarks/anytime_quality.sh"],
+        FAMILY="lm",
+        SCHEDULES="constant wsd",
+        BUDGETS="8 16",
+        RESULTS=str(results / "lm"),
+        **env,
+    ).stdout
     assert lm.count("done: ") == 3 and "FAILED" not in lm  # 1 constant run, 2 cool-downs branched from it
     constant = json.loads((results / "lm" / "constant_b16_seed0.json").read_text())
     wsd = json.loads((results / "lm" / "wsd_b16_seed0.json").read_text())
     assert wsd["steps_run"] == 16 and [e["step"] for e in constant["evals"]] == [2, 4, 6, 8, 10, 12, 14, 16]
     assert wsd["evals"][:6] == constant["evals"][:6]  # the same run up to the branch point, step 13
-    translation = _run(["bash", "benchmarks/anytime_quality.sh"], FAMILY="translation", SCHEDULES="autodrop_anytime",
-                       RESULTS=str(results / "translation"), **env).stdout  # fmt: skip
+    translation = _run(
+        ["bash", "benchmarks/anytime_quality.sh"],
+        FAMILY="translation",
+        SCHEDULES="autodrop_anytime",
+        RESULTS=str(results / "translation"),
+        **env,
+    ).stdout
     assert translation.count("done: ") == 1
     anytime = json.loads((results / "translation" / "autodrop_anytime_b16_seed0.json").read_text())
     assert "dev_bleu" in anytime["evals"][0] and anytime["autodrop"]["decisions"]
 
     model = save_tiny_model_dir(tmp_path / "model", WORDS)
     write_glue_task(tmp_path / "glue", "mrpc")
-    env = {"GLUE_DIR": str(tmp_path / "glue"), "TASKS": "mrpc", "SCHEDULES": "autodrop_anytime", "SEEDS": "42",
-           "EPOCHS": "2", "MODEL": model, "RESULTS": str(results / "glue"), "OUTPUTS": str(tmp_path / "glue_outputs"),
-           "PY": sys.executable, "JOBS": "1"}  # fmt: skip
+    env = {
+        "GLUE_DIR": str(tmp_path / "glue"),
+        "TASKS": "mrpc",
+        "SCHEDULES": "autodrop_anytime",
+        "SEEDS": "42",
+        "EPOCHS": "2",
+        "MODEL": model,
+        "RESULTS": str(results / "glue"),
+        "OUTPUTS": str(tmp_path / "glue_outputs"),
+        "PY": sys.executable,
+        "JOBS": "1",
+    }
     assert "done: mrpc autodrop_anytime" in _run(["bash", "benchmarks/glue_quality.sh"], **env).stdout
     tables = _run([sys.executable, "benchmarks/anytime_tables.py", "--results", str(results)]).stdout
     assert "| mrpc | autodrop_anytime |" in tables
 
-    _run([sys.executable, "benchmarks/anytime_selection.py", "--b0", "40", "--seeds", "1", "--jobs", "1",
-          "--output", str(tmp_path)])  # fmt: skip
+    _run(
+        [
+            sys.executable,
+            "benchmarks/anytime_selection.py",
+            "--b0",
+            "40",
+            "--seeds",
+            "1",
+            "--jobs",
+            "1",
+            "--output",
+            str(tmp_path),
+        ]
+    )
     table = (tmp_path / "anytime_selection.md").read_text()
     assert "| anytime (chosen) |" in table and "Mean rank" in table

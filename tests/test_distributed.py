@@ -147,11 +147,25 @@ def accelerate_launch(script, *arguments, module=None):
     with ``module``, ``accelerate launch -m module script ...``."""
     target = [str(Path(__file__).parents[1] / script)] if module is None else ["-m", module, str(script)]
     command = [
-        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-        "--num_machines", "1", "--main_process_port", str(free_port()), "--mixed_precision", "no",
-        "--dynamo_backend", "no",
-        *target, *map(str, arguments), "--use_cpu", "true",
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--main_process_port",
+        str(free_port()),
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        *target,
+        *map(str, arguments),
+        "--use_cpu",
+        "true",
+    ]
     env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
     result = run_processes(command, env)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
@@ -165,11 +179,32 @@ def test_run_glue_under_accelerate_launch(tmp_path):
     model = save_tiny_model_dir(tmp_path / "model", WORDS)
     write_glue_task(tmp_path / "glue", "mrpc")
     accelerate_launch(
-        "examples/glue/run_glue.py", "--glue_dir", tmp_path / "glue", "--task_name", "mrpc",
-        "--model_name_or_path", model, "--output_dir", tmp_path / "out", "--do_train", "--do_eval",
-        "--max_steps", 8, "--per_device_train_batch_size", 4, "--lr_scheduler_type", "autodrop",
-        "--autodrop_window_size", 2, "--report_to", "none", "--save_strategy", "no", "--disable_tqdm", "true",
-    )  # fmt: skip
+        "examples/glue/run_glue.py",
+        "--glue_dir",
+        tmp_path / "glue",
+        "--task_name",
+        "mrpc",
+        "--model_name_or_path",
+        model,
+        "--output_dir",
+        tmp_path / "out",
+        "--do_train",
+        "--do_eval",
+        "--max_steps",
+        8,
+        "--per_device_train_batch_size",
+        4,
+        "--lr_scheduler_type",
+        "autodrop",
+        "--autodrop_window_size",
+        2,
+        "--report_to",
+        "none",
+        "--save_strategy",
+        "no",
+        "--disable_tqdm",
+        "true",
+    )
     results = json.loads((tmp_path / "out/results.json").read_text())
     assert results["optimizer_steps"] == 8 and results["schedule"] == "autodrop"
     assert json.loads((tmp_path / "out/train_results.json").read_text())["train_samples"] == 48
@@ -183,12 +218,45 @@ def test_run_translation_under_accelerate_launch(tmp_path):
 
     data = write_parallel(tmp_path / "data", sizes=(("train", 64), ("valid", 8)))
     accelerate_launch(
-        "examples/translation/run_translation.py", "--text_dir", data, "--output_dir", tmp_path / "out",
-        "--do_train", "--do_eval", "--predict_with_generate", "--max_steps", 6, "--per_device_train_batch_size", 8,
-        "--lr_scheduler_type", "autodrop", "--autodrop_window_size", 1, "--warmup_steps", 1, "--vocab_size", 60,
-        "--d_model", 16, "--encoder_layers", 1, "--decoder_layers", 1, "--attention_heads", 2, "--ffn_dim", 32,
-        "--max_target_length", 16, "--report_to", "none", "--save_strategy", "no", "--disable_tqdm", "true",
-    )  # fmt: skip
+        "examples/translation/run_translation.py",
+        "--text_dir",
+        data,
+        "--output_dir",
+        tmp_path / "out",
+        "--do_train",
+        "--do_eval",
+        "--predict_with_generate",
+        "--max_steps",
+        6,
+        "--per_device_train_batch_size",
+        8,
+        "--lr_scheduler_type",
+        "autodrop",
+        "--autodrop_window_size",
+        1,
+        "--warmup_steps",
+        1,
+        "--vocab_size",
+        60,
+        "--d_model",
+        16,
+        "--encoder_layers",
+        1,
+        "--decoder_layers",
+        1,
+        "--attention_heads",
+        2,
+        "--ffn_dim",
+        32,
+        "--max_target_length",
+        16,
+        "--report_to",
+        "none",
+        "--save_strategy",
+        "no",
+        "--disable_tqdm",
+        "true",
+    )
     results = json.loads((tmp_path / "out/results.json").read_text())
     assert results["optimizer_steps"] == 6 and results["eval_bleu"] is not None
     # two processes of batch 8: 6 steps see 96 of the 64 pairs
@@ -203,11 +271,31 @@ def test_an_unchanged_hugging_face_script_under_accelerate_launch_with_the_launc
 
     model = save_tiny_model_dir(tmp_path / "model", WORDS)
     accelerate_launch(
-        SCRIPT, "--model_name_or_path", model, *_data(tmp_path / "data"), "--output_dir", tmp_path / "out",
-        "--do_train", "--max_steps", 16, "--per_device_train_batch_size", 4, "--report_to", "none",
-        "--lr_scheduler_type", "autodrop", "--autodrop_window_size", 1, "--autodrop_buffer_size", 3,
-        "--save_strategy", "no", "--disable_tqdm", "true", module="autodrop_hf.run",
-    )  # fmt: skip
+        SCRIPT,
+        "--model_name_or_path",
+        model,
+        *_data(tmp_path / "data"),
+        "--output_dir",
+        tmp_path / "out",
+        "--do_train",
+        "--max_steps",
+        16,
+        "--per_device_train_batch_size",
+        4,
+        "--report_to",
+        "none",
+        "--lr_scheduler_type",
+        "autodrop",
+        "--autodrop_window_size",
+        1,
+        "--autodrop_buffer_size",
+        3,
+        "--save_strategy",
+        "no",
+        "--disable_tqdm",
+        "true",
+        module="autodrop_hf.run",
+    )
     history = [json.loads(line) for line in (tmp_path / "out/autodrop_history.jsonl").read_text().splitlines()]
     assert [r["step"] for r in history][-1] <= 16 and sum(r["statistic"] is not None for r in history) >= 3
     assert json.loads((tmp_path / "out/trainer_state.json").read_text())["epoch"] == pytest.approx(16 * 8 / 96)

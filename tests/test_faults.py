@@ -60,18 +60,24 @@ def _torch(name):
 
 
 def _hugging_face(name):
-    kwargs = {"cosine_with_min_lr": {"min_lr": 1e-3}, "cosine_warmup_with_min_lr": {"min_lr_rate": 0.1},
-              "warmup_stable_decay": {"num_decay_steps": 10}, "reduce_lr_on_plateau": {"patience": 2},
-              "greedy": {"patience": 2, "min_lr": 1e-4}}.get(name, {})  # fmt: skip
+    kwargs = {
+        "cosine_with_min_lr": {"min_lr": 1e-3},
+        "cosine_warmup_with_min_lr": {"min_lr_rate": 0.1},
+        "warmup_stable_decay": {"num_decay_steps": 10},
+        "reduce_lr_on_plateau": {"patience": 2},
+        "greedy": {"patience": 2, "min_lr": 1e-4},
+    }.get(name, {})
     return lambda o: transformers.get_scheduler(name, o, 4, STEPS, scheduler_specific_kwargs=kwargs)
 
 
 TORCH_SCHEDULERS = sorted(
     name
     for name, value in vars(torch_schedulers).items()
-    if isinstance(value, type) and issubclass(value, torch_schedulers.LRScheduler | torch_schedulers.ReduceLROnPlateau)
-    and not name.startswith("_") and name != "LRScheduler"
-)  # fmt: skip
+    if isinstance(value, type)
+    and issubclass(value, torch_schedulers.LRScheduler | torch_schedulers.ReduceLROnPlateau)
+    and not name.startswith("_")
+    and name != "LRScheduler"
+)
 
 
 def test_the_matrix_covers_every_scheduler_torch_has():
@@ -109,10 +115,11 @@ def _warmup_then_cyclic(optimizer):
 
 @pytest.mark.parametrize(
     "make",
-    [_torch(name) for name in TORCH_SCHEDULERS] + [_hugging_face(s.value) for s in SchedulerType]
+    [_torch(name) for name in TORCH_SCHEDULERS]
+    + [_hugging_face(s.value) for s in SchedulerType]
     + [_warmup_then_cyclic],
     ids=[*TORCH_SCHEDULERS, *(f"hf-{s.value}" for s in SchedulerType), "SequentialLR-warmup-CyclicLR"],
-)  # fmt: skip
+)
 def test_a_drop_multiplies_every_scheduler_exactly(make):
     reference = _learning_rates(make, with_drops=False)
     dropped = _learning_rates(make, with_drops=True)
@@ -147,11 +154,19 @@ def test_a_trainer_given_its_own_scheduler_keeps_every_drop(tmp_path):
     model = tiny_bert()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     one_cycle = torch_schedulers.OneCycleLR(optimizer, max_lr=1e-3, total_steps=60)
-    args = TrainingArguments(str(tmp_path), max_steps=60, per_device_train_batch_size=8, report_to=[],
-                             save_strategy="no", use_cpu=True, disable_tqdm=True)  # fmt: skip
+    args = TrainingArguments(
+        str(tmp_path),
+        max_steps=60,
+        per_device_train_batch_size=8,
+        report_to=[],
+        save_strategy="no",
+        use_cpu=True,
+        disable_tqdm=True,
+    )
     callback = AutoDropCallback(AutoDropConfig.paper(window_size=2, buffer_size=3, threshold=5.0))
-    trainer = Trainer(model=model, args=args, train_dataset=TokenParity(), optimizers=(optimizer, one_cycle),
-                      callbacks=[callback])  # fmt: skip
+    trainer = Trainer(
+        model=model, args=args, train_dataset=TokenParity(), optimizers=(optimizer, one_cycle), callbacks=[callback]
+    )
     with pytest.warns(UserWarning, match="multiply the 'linear' schedule") as record:
         trainer.train()
     assert record[0].filename == __file__  # the warning points here, at the user's line
@@ -174,9 +189,19 @@ def _strict(text):
 
 
 def test_every_json_file_is_strict_json_even_when_logging_starts_before_the_first_angle(tmp_path):
-    args = AutoDropTrainingArguments(str(tmp_path), lr_scheduler_type="autodrop", max_steps=20, logging_steps=1,
-                                     per_device_train_batch_size=8, report_to=[], save_strategy="steps", save_steps=10,
-                                     use_cpu=True, disable_tqdm=True, autodrop_window_size="1")  # fmt: skip
+    args = AutoDropTrainingArguments(
+        str(tmp_path),
+        lr_scheduler_type="autodrop",
+        max_steps=20,
+        logging_steps=1,
+        per_device_train_batch_size=8,
+        report_to=[],
+        save_strategy="steps",
+        save_steps=10,
+        use_cpu=True,
+        disable_tqdm=True,
+        autodrop_window_size="1",
+    )
     trainer = AutoDropTrainer(model=tiny_bert(), args=args, train_dataset=TokenParity(64))
     trainer.train()
     trainer.save_state()
@@ -210,8 +235,19 @@ def test_a_partial_last_history_line_is_dropped_with_one_warning(tmp_path):
 def test_plot_draws_a_history_with_a_partial_last_line(tmp_path, capsys):
     from autodrop_hf.tools.cli import main
 
-    records = [{"step": s, "angle": 25.0 + s % 3, "noise_floor": 25.8, "statistic": None, "smoothed": None,
-                "lr": 1e-3, "lr_scale": 1.0, "dropped": s == 20} for s in range(2, 41, 2)]  # fmt: skip
+    records = [
+        {
+            "step": s,
+            "angle": 25.0 + s % 3,
+            "noise_floor": 25.8,
+            "statistic": None,
+            "smoothed": None,
+            "lr": 1e-3,
+            "lr_scale": 1.0,
+            "dropped": s == 20,
+        }
+        for s in range(2, 41, 2)
+    ]
     (tmp_path / "autodrop_history.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records) + '{"st')
     main(["plot", str(tmp_path)])
     assert "1 line(s) that are not window records left out (line 21)" in capsys.readouterr().err
@@ -255,8 +291,12 @@ def test_text_files_in_another_encoding_name_the_file(tmp_path, encoding, guess)
     ],
 )
 def test_nqm_refuses_step_counts_it_cannot_use(tmp_path, arguments, message):
-    result = subprocess.run([sys.executable, "-m", "autodrop_hf.tools.cli", "nqm", "--output", str(tmp_path),
-                             *arguments], capture_output=True, text=True, timeout=120)  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-m", "autodrop_hf.tools.cli", "nqm", "--output", str(tmp_path), *arguments],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 2 and message in result.stderr
     assert not list(tmp_path.iterdir())
 
@@ -323,8 +363,12 @@ def test_a_string_base_lr_is_named_and_a_huge_seed_is_an_argparse_error(tmp_path
         ValueError, match=r"base_lr must be a number or one per parameter group, got '1e-3' \(a string\)"
     ):
         AutoDrop(params, AutoDropConfig(min_lr=1e-5), momentum=0.9, base_lr="1e-3")
-    result = subprocess.run([sys.executable, "-m", "autodrop_hf.tools.cli", "nqm", "--output", str(tmp_path / "n"),
-                             "--seed", str(10**20)], capture_output=True, text=True, timeout=120)  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-m", "autodrop_hf.tools.cli", "nqm", "--output", str(tmp_path / "n"), "--seed", str(10**20)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 2 and "argument --seed: expected an integer from 0 to" in result.stderr
     blocked = tmp_path / "a_file"
     blocked.write_text("")
@@ -340,10 +384,12 @@ def test_the_scheduler_attributes_a_drop_scales_exist_on_the_real_classes():
     optimizer = torch.optim.SGD([{"params": [w]} for w in weights], lr=0.1, momentum=0.9)
     keepers = {
         "max_lrs": [torch_schedulers.CyclicLR(optimizer, 0.01, 0.1), transformers.optimization.GreedyLR(optimizer)],
-        "min_lrs": [torch_schedulers.ReduceLROnPlateau(optimizer, min_lr=1e-4),
-                    transformers.optimization.GreedyLR(optimizer)],
+        "min_lrs": [
+            torch_schedulers.ReduceLROnPlateau(optimizer, min_lr=1e-4),
+            transformers.optimization.GreedyLR(optimizer),
+        ],
         "_init_lrs": [transformers.optimization.GreedyLR(optimizer)],
-    }  # fmt: skip
+    }
     assert set(keepers) == set(SCALED_LISTS)
     for name, schedulers in keepers.items():
         for scheduler in schedulers:

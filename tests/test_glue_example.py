@@ -139,8 +139,11 @@ def test_glue_tsv_end_to_end(tmp_path, monkeypatch, model_dir, task, metrics):
     results = json.loads((output / "results.json").read_text())
     assert results["task"] == task and results["optimizer_steps"] == 12 and results["schedule"] == "autodrop"
     # the drops the summary counts (from the history file) are those the Trainer logged, and there are some
-    logged = [e["autodrop/num_drops"] for e in json.loads((output / "trainer_state.json").read_text())["log_history"]
-              if "autodrop/num_drops" in e]  # fmt: skip
+    logged = [
+        e["autodrop/num_drops"]
+        for e in json.loads((output / "trainer_state.json").read_text())["log_history"]
+        if "autodrop/num_drops" in e
+    ]
     assert results["drops"] == logged[-1]
     assert logged[-1] >= 1 or task == "stsb"  # the regression drops nowhere in its 12 steps
     assert (output / "autodrop.png").stat().st_size > 10_000
@@ -263,8 +266,16 @@ def test_the_result_row_takes_the_final_evaluation_of_each_split(tmp_path):
 def test_a_history_left_by_an_earlier_autodrop_run_is_not_this_runs(tmp_path):
     from summary import summarize_run
 
-    record = {"step": 4, "angle": 30.0, "noise_floor": 25.8, "statistic": 0.0, "smoothed": None, "lr": 0.0,
-              "lr_scale": 0.5, "dropped": True}  # fmt: skip
+    record = {
+        "step": 4,
+        "angle": 30.0,
+        "noise_floor": 25.8,
+        "statistic": 0.0,
+        "smoothed": None,
+        "lr": 0.0,
+        "lr_scale": 0.5,
+        "dropped": True,
+    }
     (tmp_path / "autodrop_history.jsonl").write_text(json.dumps(record) + "\n")
     assert summarize_run(tmp_path, {"schedule": "linear"}, autodrop_ran=False)["drops"] == 0
     assert not (tmp_path / "autodrop.png").exists()

@@ -23,9 +23,19 @@ from autodrop_hf.hf.scheduler_kwargs import KEYWORD_SCHEDULES, schedule_argument
 
 
 def _values(tmp_path, **overrides):
-    values = dict(output_dir=str(tmp_path), max_steps=30, warmup_steps=3, per_device_train_batch_size=8,
-                  learning_rate=1e-3, logging_steps=5, report_to=[], save_strategy="no", use_cpu=True,
-                  disable_tqdm=True, seed=0)  # fmt: skip
+    values = dict(
+        output_dir=str(tmp_path),
+        max_steps=30,
+        warmup_steps=3,
+        per_device_train_batch_size=8,
+        learning_rate=1e-3,
+        logging_steps=5,
+        report_to=[],
+        save_strategy="no",
+        use_cpu=True,
+        disable_tqdm=True,
+        seed=0,
+    )
     return {**values, **overrides}
 
 
@@ -64,9 +74,20 @@ class Pairs(torch.utils.data.Dataset):
 
 def _tiny_marian():
     torch.manual_seed(0)
-    config = MarianConfig(vocab_size=32, d_model=16, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
-                          decoder_attention_heads=2, encoder_ffn_dim=32, decoder_ffn_dim=32, max_position_embeddings=16,
-                          pad_token_id=0, eos_token_id=1, decoder_start_token_id=0)  # fmt: skip
+    config = MarianConfig(
+        vocab_size=32,
+        d_model=16,
+        encoder_layers=1,
+        decoder_layers=1,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        encoder_ffn_dim=32,
+        decoder_ffn_dim=32,
+        max_position_embeddings=16,
+        pad_token_id=0,
+        eos_token_id=1,
+        decoder_start_token_id=0,
+    )
     return MarianMTModel(config)
 
 
@@ -77,17 +98,23 @@ def test_the_model_card_is_written_with_evaluations_before_and_after_the_first_d
     autodrop = dict(lr_scheduler_type="autodrop", autodrop_window_size="1", autodrop_buffer_size=3)
     if route == "callback":
         args = TrainingArguments(**values, lr_scheduler_type="constant_with_warmup")
-        trainer = Trainer(model=tiny_bert(), args=args, train_dataset=TokenParity(64),
-                          eval_dataset=TokenParity(32, seed=1), callbacks=[AutoDropCallback(AutoDropConfig(
-                              window_size=1, buffer_size=3))])  # fmt: skip
+        trainer = Trainer(
+            model=tiny_bert(),
+            args=args,
+            train_dataset=TokenParity(64),
+            eval_dataset=TokenParity(32, seed=1),
+            callbacks=[AutoDropCallback(AutoDropConfig(window_size=1, buffer_size=3))],
+        )
     elif route == "autodrop_trainer":
         args = AutoDropTrainingArguments(**values, **autodrop)
-        trainer = AutoDropTrainer(model=tiny_bert(), args=args, train_dataset=TokenParity(64),
-                                  eval_dataset=TokenParity(32, seed=1))  # fmt: skip
+        trainer = AutoDropTrainer(
+            model=tiny_bert(), args=args, train_dataset=TokenParity(64), eval_dataset=TokenParity(32, seed=1)
+        )
     else:
         args = AutoDropSeq2SeqTrainingArguments(**values, **autodrop)
-        trainer = AutoDropSeq2SeqTrainer(model=_tiny_marian(), args=args, train_dataset=Pairs(64),
-                                         eval_dataset=Pairs(16, seed=1))  # fmt: skip
+        trainer = AutoDropSeq2SeqTrainer(
+            model=_tiny_marian(), args=args, train_dataset=Pairs(64), eval_dataset=Pairs(16, seed=1)
+        )
     trainer.train()
     log = trainer.state.log_history
     decided = [e["step"] for e in log if "autodrop/statistic" in e]
@@ -113,8 +140,14 @@ def test_returned_metrics_are_the_trainers_own(tmp_path, route):
         else:
             args = TrainingArguments(**_values(tmp_path, lr_scheduler_type="constant_with_warmup"))
             cls, callbacks = Trainer, ([AutoDropCallback()] if with_autodrop else [])
-        return cls(model=tiny_bert(), args=args, train_dataset=TokenParity(64), eval_dataset=TokenParity(32, seed=1),
-                   compute_metrics=_accuracy, callbacks=callbacks)  # fmt: skip
+        return cls(
+            model=tiny_bert(),
+            args=args,
+            train_dataset=TokenParity(64),
+            eval_dataset=TokenParity(32, seed=1),
+            compute_metrics=_accuracy,
+            callbacks=callbacks,
+        )
 
     stock, with_autodrop = build(False), build(True)
     stock_train, train = stock.train().metrics, with_autodrop.train().metrics
@@ -140,8 +173,9 @@ def test_a_stock_trainer_reports_autodrop_to_tensorboard_by_default(tmp_path, mo
 @pytest.mark.parametrize("arguments", [TrainingArguments, AutoDropTrainingArguments])
 def test_another_schedule_passes_hyperparameters_through_lr_scheduler_kwargs(tmp_path, arguments):
     kwargs = {"drop_factor": 0.5, "window_size": 3, "preset": "paper", "autodrop_min_lr": 1e-5}
-    args = arguments(**_values(tmp_path, lr_scheduler_type="cosine_with_min_lr",
-                               lr_scheduler_kwargs={**kwargs, "min_lr": 1e-4}))  # fmt: skip
+    args = arguments(
+        **_values(tmp_path, lr_scheduler_type="cosine_with_min_lr", lr_scheduler_kwargs={**kwargs, "min_lr": 1e-4})
+    )
     callback = AutoDropCallback()
     with pytest.warns(UserWarning, match="multiply the 'cosine_with_min_lr' schedule"):
         Trainer(model=tiny_bert(), args=args, train_dataset=TokenParity(64), callbacks=[callback]).train()
@@ -152,10 +186,19 @@ def test_another_schedule_passes_hyperparameters_through_lr_scheduler_kwargs(tmp
 @pytest.mark.parametrize("arguments", [TrainingArguments, AutoDropTrainingArguments])
 def test_keyword_schedules_keep_their_own_arguments(tmp_path, arguments):
     """reduce_lr_on_plateau and greedy take **kwargs: a bare name their class takes stays theirs."""
-    for schedule, kwargs in (("reduce_lr_on_plateau", {"min_lr": 1e-7, "patience": 2, "threshold": 1e-3}),
-                             ("greedy", {"window_size": 20, "min_lr": 1e-5})):  # fmt: skip
-        args = arguments(**_values(tmp_path, lr_scheduler_type=schedule, eval_strategy="steps", eval_steps=10,
-                                   lr_scheduler_kwargs={**kwargs, "autodrop_min_lr": 1e-6}))  # fmt: skip
+    for schedule, kwargs in (
+        ("reduce_lr_on_plateau", {"min_lr": 1e-7, "patience": 2, "threshold": 1e-3}),
+        ("greedy", {"window_size": 20, "min_lr": 1e-5}),
+    ):
+        args = arguments(
+            **_values(
+                tmp_path,
+                lr_scheduler_type=schedule,
+                eval_strategy="steps",
+                eval_steps=10,
+                lr_scheduler_kwargs={**kwargs, "autodrop_min_lr": 1e-6},
+            )
+        )
         callback = AutoDropCallback()
         data = TokenParity(64)
         Trainer(model=tiny_bert(), args=args, train_dataset=data, eval_dataset=data, callbacks=[callback])
@@ -190,8 +233,9 @@ def test_every_hugging_face_schedule_with_var_keywords_is_listed():
 
 
 def test_one_set_of_arguments_serves_every_trainer_built_with_it(tmp_path):
-    args = TrainingArguments(**_values(tmp_path, lr_scheduler_type="constant_with_warmup",
-                                       lr_scheduler_kwargs={"preset": "paper"}))  # fmt: skip
+    args = TrainingArguments(
+        **_values(tmp_path, lr_scheduler_type="constant_with_warmup", lr_scheduler_kwargs={"preset": "paper"})
+    )
     callbacks = [AutoDropCallback(), AutoDropCallback()]
     for callback in callbacks:  # one Trainer per seed or fold
         Trainer(model=tiny_bert(), args=args, train_dataset=TokenParity(64), callbacks=[callback])
@@ -230,8 +274,12 @@ def test_clear_refusals(tmp_path):
         Trainer(model=tiny_bert(), args=args, train_dataset=TokenParity(64), callbacks=[AutoDropCallback()])
     stock = TrainingArguments(**_values(tmp_path, lr_scheduler_type="constant_with_warmup"))
     with pytest.raises(ValueError, match="two AutoDropCallbacks"):
-        Trainer(model=tiny_bert(), args=stock, train_dataset=TokenParity(64),
-                callbacks=[AutoDropCallback(), AutoDropCallback()])  # fmt: skip
+        Trainer(
+            model=tiny_bert(),
+            args=stock,
+            train_dataset=TokenParity(64),
+            callbacks=[AutoDropCallback(), AutoDropCallback()],
+        )
 
 
 def test_without_autodrop_another_schedule_gets_its_kwargs_as_a_stock_trainer_does(tmp_path):
@@ -246,8 +294,11 @@ def test_without_autodrop_another_schedule_gets_its_kwargs_as_a_stock_trainer_do
 
 def test_a_value_given_as_a_flag_and_as_a_key_must_agree(tmp_path):
     values = _values(tmp_path, lr_scheduler_type="autodrop", autodrop_buffer_size=4)
-    with pytest.raises(ValueError, match=r"--autodrop_buffer_size 4 and lr_scheduler_kwargs \{'buffer_size': 6\} "
-                                         r"disagree: give AutoDrop's buffer_size once"):  # fmt: skip
+    with pytest.raises(
+        ValueError,
+        match=r"--autodrop_buffer_size 4 and lr_scheduler_kwargs \{'buffer_size': 6\} "
+        r"disagree: give AutoDrop's buffer_size once",
+    ):
         AutoDropTrainingArguments(**values, lr_scheduler_kwargs={"buffer_size": 6})
     assert (
         AutoDropTrainingArguments(**values, lr_scheduler_kwargs={"buffer_size": 4}).autodrop_config().buffer_size == 4

@@ -28,8 +28,13 @@ def _data(folder: Path) -> list[str]:
 
 
 def _run(command: list[str], tmp_path: Path) -> subprocess.CompletedProcess:
-    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", OMP_NUM_THREADS="1",
-               HF_DATASETS_CACHE=str(tmp_path / "cache"))  # fmt: skip
+    env = dict(
+        os.environ,
+        HF_HUB_OFFLINE="1",
+        HF_DATASETS_OFFLINE="1",
+        OMP_NUM_THREADS="1",
+        HF_DATASETS_CACHE=str(tmp_path / "cache"),
+    )
     try:
         return subprocess.run(command, capture_output=True, text=True, env=env, timeout=TIMEOUT)
     except subprocess.TimeoutExpired:
@@ -43,11 +48,32 @@ def model_dir(tmp_path_factory):
 
 def _arguments(tmp_path, model_dir):
     return [
-        "--model_name_or_path", model_dir, *_data(tmp_path / "data"), "--output_dir", str(tmp_path / "out"),
-        "--do_train", "--do_eval", "--max_steps", "24", "--per_device_train_batch_size", "8", "--learning_rate",
-        "1e-3", "--warmup_steps", "2", "--logging_steps", "4", "--report_to", "none", "--save_strategy", "no",
-        "--use_cpu", "true", "--disable_tqdm", "true",
-    ]  # fmt: skip
+        "--model_name_or_path",
+        model_dir,
+        *_data(tmp_path / "data"),
+        "--output_dir",
+        str(tmp_path / "out"),
+        "--do_train",
+        "--do_eval",
+        "--max_steps",
+        "24",
+        "--per_device_train_batch_size",
+        "8",
+        "--learning_rate",
+        "1e-3",
+        "--warmup_steps",
+        "2",
+        "--logging_steps",
+        "4",
+        "--report_to",
+        "none",
+        "--save_strategy",
+        "no",
+        "--use_cpu",
+        "true",
+        "--disable_tqdm",
+        "true",
+    ]
 
 
 def test_the_script_is_hugging_faces_and_knows_nothing_of_autodrop():
@@ -58,15 +84,24 @@ def test_the_script_is_hugging_faces_and_knows_nothing_of_autodrop():
 
 
 def test_without_the_launcher_the_script_refuses_autodrop(tmp_path, model_dir):
-    result = _run([sys.executable, str(SCRIPT), *_arguments(tmp_path, model_dir), "--lr_scheduler_type", "autodrop"],
-                  tmp_path)  # fmt: skip
+    result = _run(
+        [sys.executable, str(SCRIPT), *_arguments(tmp_path, model_dir), "--lr_scheduler_type", "autodrop"], tmp_path
+    )
     assert result.returncode == 2 and "invalid choice: 'autodrop'" in result.stderr
 
 
 def test_the_launcher_runs_the_unchanged_script_with_autodrop(tmp_path, model_dir):
     command = [sys.executable, "-m", "autodrop_hf.run", str(SCRIPT), *_arguments(tmp_path, model_dir)]
-    command += ["--lr_scheduler_type", "autodrop", "--autodrop_window_size", "1", "--autodrop_buffer_size", "3",
-                "--lr_scheduler_kwargs", '{"drop_factor": 0.5}']  # fmt: skip
+    command += [
+        "--lr_scheduler_type",
+        "autodrop",
+        "--autodrop_window_size",
+        "1",
+        "--autodrop_buffer_size",
+        "3",
+        "--lr_scheduler_kwargs",
+        '{"drop_factor": 0.5}',
+    ]
     command += ["--eval_strategy", "steps", "--eval_steps", "4"]  # evaluations during training: the card's table
     result = _run(command, tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]

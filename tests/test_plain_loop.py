@@ -57,8 +57,14 @@ def test_the_autodrop_scheduler_form_takes_the_two_object_forms_decisions_and_sa
         autodrop_scheduler.step()
         one.append(optimizer.param_groups[0]["lr"])
         if step == 137:
-            torch.save({"scheduler": autodrop_scheduler.state_dict(), "optimizer": optimizer.state_dict(),
-                        "model": model.state_dict()}, tmp_path / "checkpoint.pt")  # fmt: skip
+            torch.save(
+                {
+                    "scheduler": autodrop_scheduler.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "model": model.state_dict(),
+                },
+                tmp_path / "checkpoint.pt",
+            )
     assert one == two and autodrop_scheduler.autodrop.drops == autodrop.drops and len(autodrop.drops) >= 5
 
     straight_history = history.read_text()
@@ -98,8 +104,11 @@ def test_a_state_kept_in_memory_is_a_snapshot_only_when_copied():
         scheduler = AutoDropScheduler(optimizer, model, CONFIG, num_training_steps=100)
         _train(model, optimizer, scheduler, range(7))
         state = scheduler.state_dict()
-        kept = (copy.deepcopy(state) if copy_it else state, copy.deepcopy(optimizer.state_dict()),
-                copy.deepcopy(model.state_dict()))  # fmt: skip
+        kept = (
+            copy.deepcopy(state) if copy_it else state,
+            copy.deepcopy(optimizer.state_dict()),
+            copy.deepcopy(model.state_dict()),
+        )
         _train(model, optimizer, scheduler, range(7, 12))  # a detour, then back to step 7
         scheduler.load_state_dict(kept[0])
         optimizer.load_state_dict(kept[1])
@@ -123,8 +132,11 @@ def test_a_damaged_history_file_does_not_stop_a_resume(tmp_path):
     kept = copy.deepcopy(scheduler.state_dict())
     _train(model, optimizer, scheduler, range(30, 40))
     history.write_text("not json\n" + history.read_text())
-    with pytest.warns(UserWarning, match=r"could not cut .*history\.jsonl at step 30 \(.*line 1: not a JSON record.*"
-                                         r"starting a fresh history there"):  # fmt: skip
+    with pytest.warns(
+        UserWarning,
+        match=r"could not cut .*history\.jsonl at step 30 \(.*line 1: not a JSON record.*"
+        r"starting a fresh history there",
+    ):
         scheduler.load_state_dict(kept)
     assert scheduler.autodrop.num_steps == 30 and scheduler.last_epoch == 30 and history.read_text() == ""
     _train(model, optimizer, scheduler, range(30, 40))
@@ -222,8 +234,10 @@ def test_a_scheduler_stepped_twice_per_optimizer_step_plans_in_optimizer_steps_a
     run(range(2, 3), scheduler, model, optimizer)
     assert scheduler.steps_per_optimizer_step == 2 and scheduler.autodrop.num_training_steps == 300
     run(range(3, 150), scheduler, model, optimizer)
-    torch.save({"scheduler": scheduler.state_dict(), "optimizer": optimizer.state_dict(), "model": model.state_dict()},
-               tmp_path / "checkpoint.pt")  # fmt: skip
+    torch.save(
+        {"scheduler": scheduler.state_dict(), "optimizer": optimizer.state_dict(), "model": model.state_dict()},
+        tmp_path / "checkpoint.pt",
+    )
     run(range(150, 300), scheduler, model, optimizer)
     assert scheduler.autodrop.scale == 0.0 and scheduler.autodrop.drops  # the linear stairs end at the last step
 
@@ -241,8 +255,11 @@ def test_a_scheduler_stepped_twice_per_optimizer_step_plans_in_optimizer_steps_a
 def test_a_run_past_its_planned_horizon_is_said_once():
     model, optimizer = _problem()
     scheduler = AutoDropScheduler(optimizer, model, CONFIG, num_training_steps=40)
-    with pytest.warns(UserWarning, match=r"planned num_training_steps=40 optimizer steps, and the run goes on "
-                                         r"\(step 41\)") as caught:  # fmt: skip
+    with pytest.warns(
+        UserWarning,
+        match=r"planned num_training_steps=40 optimizer steps, and the run goes on "
+        r"\(step 41\)",
+    ) as caught:
         _train(model, optimizer, scheduler, range(60))
     assert len([w for w in caught if "planned num_training_steps" in str(w.message)]) == 1
 
@@ -292,8 +309,12 @@ def test_a_scheduler_state_that_does_not_fit_is_refused_naming_the_field_and_cha
     for name, (state, message) in cases.items():
         with pytest.raises(ValueError, match=message):
             scheduler.load_state_dict(state)
-        after = (scheduler.last_epoch, list(scheduler.base_lrs), scheduler.autodrop.num_steps,
-                 optimizer.param_groups[0]["lr"])  # fmt: skip
+        after = (
+            scheduler.last_epoch,
+            list(scheduler.base_lrs),
+            scheduler.autodrop.num_steps,
+            optimizer.param_groups[0]["lr"],
+        )
         assert after == before, name
 
 

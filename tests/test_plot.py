@@ -14,12 +14,21 @@ def _windows(drops=(30, 50), done=None, steps=range(12, 61, 2)):
     records = []
     for step in steps:
         decided = step % 10 == 0
-        records.append({
-            "step": step, "angle": 25.0 + step % 3, "noise_floor": 25.84 if step < 40 else 36.88,
-            "statistic": (0.5 if step in drops else -3.0) if decided else None, "smoothed": None,
-            "lr": 1e-3, "lr_scale": 1.0, "dropped": step in drops, "done": done is not None and step >= done,
-            "window": 1 if step < 40 else 4, "boundary": -2.0,
-        })  # fmt: skip
+        records.append(
+            {
+                "step": step,
+                "angle": 25.0 + step % 3,
+                "noise_floor": 25.84 if step < 40 else 36.88,
+                "statistic": (0.5 if step in drops else -3.0) if decided else None,
+                "smoothed": None,
+                "lr": 1e-3,
+                "lr_scale": 1.0,
+                "dropped": step in drops,
+                "done": done is not None and step >= done,
+                "window": 1 if step < 40 else 4,
+                "boundary": -2.0,
+            }
+        )
     return records
 
 

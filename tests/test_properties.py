@@ -79,8 +79,9 @@ def _trained_scheduler(seed: int = 0):
     torch.manual_seed(seed)
     x = torch.nn.Parameter(torch.randn(64))
     optimizer = torch.optim.Adam([x], lr=0.05)
-    scheduler = AutoDropScheduler(optimizer, [x], AutoDropConfig(window_size=2, buffer_size=3),
-                                  num_training_steps=400, num_warmup_steps=4)  # fmt: skip
+    scheduler = AutoDropScheduler(
+        optimizer, [x], AutoDropConfig(window_size=2, buffer_size=3), num_training_steps=400, num_warmup_steps=4
+    )
     _train(scheduler, x, optimizer, scheduler, 45)  # mid-window, several decisions in
     return x, optimizer, scheduler
 
@@ -88,9 +89,18 @@ def _trained_scheduler(seed: int = 0):
 def _snapshot(scheduler: AutoDropScheduler, optimizer) -> tuple:
     autodrop = scheduler.autodrop
     buffers = [float(getattr(b, n).sum()) for b in autodrop.angular_velocity.buffers for n in ("reference", "previous")]
-    return (scheduler.last_epoch, list(scheduler.base_lrs), list(scheduler.scales), optimizer.param_groups[0]["lr"],
-            autodrop.num_steps, autodrop.scale, list(autodrop.angles), list(autodrop.decisions),
-            autodrop.angular_velocity.steps_in_window, buffers)  # fmt: skip
+    return (
+        scheduler.last_epoch,
+        list(scheduler.base_lrs),
+        list(scheduler.scales),
+        optimizer.param_groups[0]["lr"],
+        autodrop.num_steps,
+        autodrop.scale,
+        list(autodrop.angles),
+        list(autodrop.decisions),
+        autodrop.angular_velocity.steps_in_window,
+        buffers,
+    )
 
 
 SAVED = _trained_scheduler()[2].state_dict()
@@ -107,8 +117,12 @@ SCHEDULE_KEYS = sorted(k for k in SAVED if k != "autodrop")
 )
 def test_every_state_loads_and_works_or_is_refused_naming_the_field_and_changes_nothing(where, key, action, value):
     state = copy.deepcopy(SAVED)
-    target = {"detector": state["autodrop"], "schedule": state, "meter": state["autodrop"]["angular_velocity"],
-              "test": state["autodrop"]["test"]}[where]  # fmt: skip
+    target = {
+        "detector": state["autodrop"],
+        "schedule": state,
+        "meter": state["autodrop"]["angular_velocity"],
+        "test": state["autodrop"]["test"],
+    }[where]
     keys = sorted(k for k in target if not (where == "schedule" and k == "autodrop"))
     name = keys[key % len(keys)]
     if action == "delete":

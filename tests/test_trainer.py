@@ -234,8 +234,16 @@ def test_resume_after_a_skipped_fp16_step_restores_the_detector(tmp_path):
     assert callback.autodrop.num_steps == state.global_step - 1 and callback.autodrop.angles
     callback.on_save(trainer.args, state, trainer.control)
     history = tmp_path / HISTORY_FILE
-    after_the_save = {"step": state.global_step, "angle": 1.0, "noise_floor": None, "statistic": None,
-                      "smoothed": None, "lr": 1e-3, "lr_scale": 1.0, "dropped": False}  # fmt: skip
+    after_the_save = {
+        "step": state.global_step,
+        "angle": 1.0,
+        "noise_floor": None,
+        "statistic": None,
+        "smoothed": None,
+        "lr": 1e-3,
+        "lr_scale": 1.0,
+        "dropped": False,
+    }
     with history.open("a") as file:  # the run went on after the save, then crashed
         file.write(json.dumps(after_the_save) + "\n")
     (tmp_path / f"checkpoint-{state.global_step}" / HISTORY_FILE).unlink()  # as if saved before any record
@@ -267,9 +275,16 @@ ANYTIME = dict(autodrop_preset="anytime", autodrop_window_size=None, autodrop_th
 
 def test_stop_when_done_ends_training_evaluated_and_saved_as_at_the_end(tmp_path):
     args = training_args(
-        tmp_path, **ANYTIME, autodrop_done_scale=0.7, autodrop_stop_when_done=True, max_steps=3_000,
-        eval_strategy="steps", eval_steps=1_000, save_strategy="steps", save_steps=1_000,
-    )  # fmt: skip
+        tmp_path,
+        **ANYTIME,
+        autodrop_done_scale=0.7,
+        autodrop_stop_when_done=True,
+        max_steps=3_000,
+        eval_strategy="steps",
+        eval_steps=1_000,
+        save_strategy="steps",
+        save_steps=1_000,
+    )
     dev = TokenParity(64, seed=1)
     trainer = AutoDropTrainer(model=tiny_bert(), args=args, train_dataset=TokenParity(), eval_dataset=dev)
     output = trainer.train()
@@ -337,8 +352,12 @@ def test_resume_mid_window_is_exact(tmp_path, usage, where):
         checkpoint = Path(shutil.copytree(checkpoint, tmp_path / "elsewhere/checkpoint-34"))
         output_dir = tmp_path / "runB"
     if where == "another_folder_with_a_trap":  # runB has a checkpoint-34 of its own, from another model
-        run(trainer_cls, make_args(output_dir, save_strategy="steps", save_steps=34), callbacks=fresh_callbacks(),
-            model_seed=3)  # fmt: skip
+        run(
+            trainer_cls,
+            make_args(output_dir, save_strategy="steps", save_steps=34),
+            callbacks=fresh_callbacks(),
+            model_seed=3,
+        )
         trap = torch.load(output_dir / "checkpoint-34" / STATE_FILE, weights_only=True)
         assert trap["angles"] != state["angles"]
     resumed, resumed_lrs = run(
@@ -404,8 +423,13 @@ def test_logs_reach_history_tensorboard_and_jsonl(tmp_path, monkeypatch):
     args = training_args(tmp_path, report_to=["tensorboard"])
     trainer, _ = run(AutoDropTrainer, args)
     autodrop = autodrop_of(trainer)
-    keys = ["autodrop/angular_velocity", "autodrop/noise_floor", "autodrop/smoothed", "autodrop/lr_scale",
-            "autodrop/num_drops"]  # fmt: skip
+    keys = [
+        "autodrop/angular_velocity",
+        "autodrop/noise_floor",
+        "autodrop/smoothed",
+        "autodrop/lr_scale",
+        "autodrop/num_drops",
+    ]
     *steps, summary = trainer.state.log_history  # the summary of train() falls on the last step's, logged
     assert summary["step"] == steps[-1]["step"] == 60 and not any(k.startswith("autodrop/") for k in summary)
     for entry in steps:

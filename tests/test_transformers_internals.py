@@ -34,8 +34,17 @@ class Spy(TrainerCallback):
 
 
 def _args(tmp_path, **overrides):
-    values = dict(output_dir=str(tmp_path), max_steps=6, per_device_train_batch_size=4, logging_steps=2,
-                  report_to=[], use_cpu=True, disable_tqdm=True, save_strategy="steps", save_steps=3)  # fmt: skip
+    values = dict(
+        output_dir=str(tmp_path),
+        max_steps=6,
+        per_device_train_batch_size=4,
+        logging_steps=2,
+        report_to=[],
+        use_cpu=True,
+        disable_tqdm=True,
+        save_strategy="steps",
+        save_steps=3,
+    )
     return TrainingArguments(**{**values, **overrides})
 
 
@@ -70,8 +79,13 @@ def test_log_history_entry_is_appended_before_on_log_and_logs_is_the_returned_me
         def on_log(self, args, state, control, logs=None, **kwargs):
             logs["added"] = 1.0
 
-    trainer = Trainer(model=tiny_bert(), args=_args(tmp_path, save_strategy="no"), train_dataset=TokenParity(32),
-                      eval_dataset=TokenParity(16, seed=1), callbacks=[AddKey()])  # fmt: skip
+    trainer = Trainer(
+        model=tiny_bert(),
+        args=_args(tmp_path, save_strategy="no"),
+        train_dataset=TokenParity(32),
+        eval_dataset=TokenParity(16, seed=1),
+        callbacks=[AddKey()],
+    )
     metrics = trainer.evaluate()
     assert metrics["added"] == 1.0  # the dict on_log gets is the one evaluate() returns
     assert "added" not in trainer.state.log_history[-1]  # the history holds a copy made before on_log

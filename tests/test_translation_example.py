@@ -17,8 +17,20 @@ from translation_data import (  # noqa: E402
     train_tokenizer,
 )
 
-WORDS = {"eins": "one", "zwei": "two", "drei": "three", "vier": "four", "haus": "house", "katze": "cat",
-         "hund": "dog", "rot": "red", "blau": "blue", "gross": "big", "klein": "small", "und": "and"}  # fmt: skip
+WORDS = {
+    "eins": "one",
+    "zwei": "two",
+    "drei": "three",
+    "vier": "four",
+    "haus": "house",
+    "katze": "cat",
+    "hund": "dog",
+    "rot": "red",
+    "blau": "blue",
+    "gross": "big",
+    "klein": "small",
+    "und": "and",
+}
 
 
 def write_parallel(folder: Path, sizes=(("train", 160), ("valid", 24), ("test", 24)), seed=0):
@@ -33,14 +45,49 @@ def write_parallel(folder: Path, sizes=(("train", 160), ("valid", 24), ("test", 
 
 def run_script(monkeypatch, output_dir, *arguments):
     argv = [
-        "run_translation.py", "--output_dir", str(output_dir), "--do_train", "--do_eval", "--do_predict",
-        "--predict_with_generate", "--max_steps", "30", "--per_device_train_batch_size", "16",
-        "--learning_rate", "3e-3", "--report_to", "none", "--save_strategy", "no", "--disable_tqdm", "true",
-        "--lr_scheduler_type", "autodrop", "--autodrop_window_size", "2", "--autodrop_buffer_size", "2",
-        "--warmup_steps", "3", "--vocab_size", "80", "--d_model", "32", "--encoder_layers", "1",
-        "--decoder_layers", "1", "--attention_heads", "2", "--ffn_dim", "64", "--max_target_length", "24",
+        "run_translation.py",
+        "--output_dir",
+        str(output_dir),
+        "--do_train",
+        "--do_eval",
+        "--do_predict",
+        "--predict_with_generate",
+        "--max_steps",
+        "30",
+        "--per_device_train_batch_size",
+        "16",
+        "--learning_rate",
+        "3e-3",
+        "--report_to",
+        "none",
+        "--save_strategy",
+        "no",
+        "--disable_tqdm",
+        "true",
+        "--lr_scheduler_type",
+        "autodrop",
+        "--autodrop_window_size",
+        "2",
+        "--autodrop_buffer_size",
+        "2",
+        "--warmup_steps",
+        "3",
+        "--vocab_size",
+        "80",
+        "--d_model",
+        "32",
+        "--encoder_layers",
+        "1",
+        "--decoder_layers",
+        "1",
+        "--attention_heads",
+        "2",
+        "--ffn_dim",
+        "64",
+        "--max_target_length",
+        "24",
         *arguments,
-    ]  # fmt: skip
+    ]
     monkeypatch.setattr(sys, "argv", argv)
     return run_translation.main()
 
@@ -82,11 +129,29 @@ def test_sources_and_targets_are_truncated_at_their_own_lengths_and_keep_the_end
 
 def test_language_codes_predict_without_generation_and_evaluating_a_saved_model(tmp_path, monkeypatch):
     data = write_parallel(tmp_path / "data")
-    summary = run_script(monkeypatch, tmp_path / "out", "--text_dir", str(data), "--max_steps", "4",
-                         "--source_lang", "de_DE", "--target_lang", "en_XX")  # fmt: skip  # mBART-style codes
+    summary = run_script(
+        monkeypatch,
+        tmp_path / "out",
+        "--text_dir",
+        str(data),
+        "--max_steps",
+        "4",
+        "--source_lang",
+        "de_DE",
+        "--target_lang",
+        "en_XX",
+    )  # mBART-style codes
     assert summary["optimizer_steps"] == 4 and "predict_bleu" in summary
-    evaluate_only = ["run_translation.py", "--output_dir", str(tmp_path / "out"), "--text_dir", str(data),
-                     "--do_predict", "--report_to", "none"]  # fmt: skip  # the saved pair, no generation
+    evaluate_only = [
+        "run_translation.py",
+        "--output_dir",
+        str(tmp_path / "out"),
+        "--text_dir",
+        str(data),
+        "--do_predict",
+        "--report_to",
+        "none",
+    ]  # the saved pair, no generation
     monkeypatch.setattr(sys, "argv", evaluate_only)
     metrics = run_translation.main()
     assert "predict_loss" in metrics and "predict_bleu" not in metrics
@@ -113,10 +178,19 @@ def test_json_lines_route(tmp_path, monkeypatch):
             lines.append(json.dumps({"translation": {"de": german, "en": english}}))
         (tmp_path / f"{split}.jsonl").write_text("\n".join(lines) + "\n")
     summary = run_script(
-        monkeypatch, tmp_path / "out", "--train_file", str(tmp_path / "train.jsonl"),
-        "--validation_file", str(tmp_path / "valid.jsonl"), "--test_file", str(tmp_path / "valid.jsonl"),
-        "--max_steps", "4", "--lr_scheduler_type", "linear",
-    )  # fmt: skip
+        monkeypatch,
+        tmp_path / "out",
+        "--train_file",
+        str(tmp_path / "train.jsonl"),
+        "--validation_file",
+        str(tmp_path / "valid.jsonl"),
+        "--test_file",
+        str(tmp_path / "valid.jsonl"),
+        "--max_steps",
+        "4",
+        "--lr_scheduler_type",
+        "linear",
+    )
     assert summary["schedule"] == "linear" and summary["drops"] == 0 and "eval_bleu" in summary
 
 

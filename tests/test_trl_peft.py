@@ -19,8 +19,13 @@ from autodrop_hf import AutoDropSFTConfig, AutoDropSFTTrainer  # noqa: E402
 
 WORDS = ["<pad>", "<eos>", *(f"w{i}" for i in range(30))]
 # The paper's rule with a loose threshold: drops every few windows, to test the plumbing.
-AUTODROP = dict(lr_scheduler_type="autodrop", autodrop_preset="paper", autodrop_window_size="2",
-                autodrop_buffer_size=3, autodrop_threshold=5.0)  # fmt: skip
+AUTODROP = dict(
+    lr_scheduler_type="autodrop",
+    autodrop_preset="paper",
+    autodrop_window_size="2",
+    autodrop_buffer_size=3,
+    autodrop_threshold=5.0,
+)
 
 
 def _tokenizer():
@@ -42,19 +47,41 @@ def _texts(count=64):
 
 def _causal_lm():
     torch.manual_seed(0)
-    config = GPT2Config(vocab_size=len(WORDS), n_positions=32, n_embd=16, n_layer=1, n_head=2, pad_token_id=0,
-                        eos_token_id=1, bos_token_id=1)  # fmt: skip
+    config = GPT2Config(
+        vocab_size=len(WORDS),
+        n_positions=32,
+        n_embd=16,
+        n_layer=1,
+        n_head=2,
+        pad_token_id=0,
+        eos_token_id=1,
+        bos_token_id=1,
+    )
     return GPT2LMHeadModel(config)
 
 
 def _sft(output_dir, resume=None, **overrides):
-    values = dict(output_dir=str(output_dir), max_steps=40, per_device_train_batch_size=8, learning_rate=1e-3,
-                  warmup_steps=2, logging_steps=5, report_to="none", use_cpu=True, save_strategy="no",
-                  max_length=32, seed=0, data_seed=0, disable_tqdm=True, **AUTODROP)  # fmt: skip
+    values = dict(
+        output_dir=str(output_dir),
+        max_steps=40,
+        per_device_train_batch_size=8,
+        learning_rate=1e-3,
+        warmup_steps=2,
+        logging_steps=5,
+        report_to="none",
+        use_cpu=True,
+        save_strategy="no",
+        max_length=32,
+        seed=0,
+        data_seed=0,
+        disable_tqdm=True,
+        **AUTODROP,
+    )
     probe = LearningRateProbe()
     args = AutoDropSFTConfig(**{**values, **overrides})
-    trainer = AutoDropSFTTrainer(model=_causal_lm(), args=args, train_dataset=_texts(), processing_class=_tokenizer(),
-                                 callbacks=[probe])  # fmt: skip
+    trainer = AutoDropSFTTrainer(
+        model=_causal_lm(), args=args, train_dataset=_texts(), processing_class=_tokenizer(), callbacks=[probe]
+    )
     trainer.train(resume_from_checkpoint=resume)
     return trainer, probe.lrs
 
@@ -78,11 +105,23 @@ def test_sft_trainer_drops_logs_and_resumes_bit_for_bit(tmp_path):
 
 
 def _lora(output_dir, resume=None, **overrides):
-    model = peft.get_peft_model(tiny_bert(), peft.LoraConfig(r=2, target_modules=["query", "value"],
-                                                             task_type="SEQ_CLS"))  # fmt: skip
-    values = dict(output_dir=str(output_dir), max_steps=40, per_device_train_batch_size=8, learning_rate=1e-3,
-                  warmup_steps=2, report_to=[], save_strategy="no", use_cpu=True, disable_tqdm=True, seed=0,
-                  data_seed=0, **AUTODROP)  # fmt: skip
+    model = peft.get_peft_model(
+        tiny_bert(), peft.LoraConfig(r=2, target_modules=["query", "value"], task_type="SEQ_CLS")
+    )
+    values = dict(
+        output_dir=str(output_dir),
+        max_steps=40,
+        per_device_train_batch_size=8,
+        learning_rate=1e-3,
+        warmup_steps=2,
+        report_to=[],
+        save_strategy="no",
+        use_cpu=True,
+        disable_tqdm=True,
+        seed=0,
+        data_seed=0,
+        **AUTODROP,
+    )
     probe = LearningRateProbe()
     args = AutoDropTrainingArguments(**{**values, **overrides})
     trainer = AutoDropTrainer(model=model, args=args, train_dataset=TokenParity(), callbacks=[probe])

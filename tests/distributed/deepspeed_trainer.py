@@ -33,10 +33,21 @@ def main():
     backend = importlib.import_module("deepspeed.comm.torch")  # `deepspeed.comm.torch` is shadowed by torch
     backend.build_shm_op = lambda: None  # gloo's all-reduce instead of a JIT-compiled kernel
     training_args = AutoDropTrainingArguments(
-        output_dir=str(args.out), lr_scheduler_type="autodrop", autodrop_window_size="1", autodrop_buffer_size=3,
-        max_steps=30, per_device_train_batch_size=8, learning_rate=1e-3, report_to=[], save_strategy="no",
-        use_cpu=True, deepspeed=config, disable_tqdm=True, train_sampling_strategy="sequential", seed=0,
-    )  # fmt: skip
+        output_dir=str(args.out),
+        lr_scheduler_type="autodrop",
+        autodrop_window_size="1",
+        autodrop_buffer_size=3,
+        max_steps=30,
+        per_device_train_batch_size=8,
+        learning_rate=1e-3,
+        report_to=[],
+        save_strategy="no",
+        use_cpu=True,
+        deepspeed=config,
+        disable_tqdm=True,
+        train_sampling_strategy="sequential",
+        seed=0,
+    )
     model = tiny_bert()
     for module in model.modules():
         if module.__class__.__name__ == "Dropout":
@@ -44,8 +55,12 @@ def main():
     trainer = AutoDropTrainer(model=model, args=training_args, train_dataset=TokenParity())
     trainer.train()
     autodrop = next(cb for cb in trainer.callback_handler.callbacks if isinstance(cb, AutoDropCallback)).autodrop
-    record = {"angles": autodrop.angles, "drops": autodrop.drops, "watched": autodrop.angular_velocity.num_parameters,
-              "sharded": autodrop.angular_velocity.is_sharded}  # fmt: skip
+    record = {
+        "angles": autodrop.angles,
+        "drops": autodrop.drops,
+        "watched": autodrop.angular_velocity.num_parameters,
+        "sharded": autodrop.angular_velocity.is_sharded,
+    }
     (args.out / f"rank{training_args.process_index}.json").write_text(json.dumps(record))
     wrapped = weakref.ref(trainer.model_wrapped)  # the DeepSpeed engine
     trainer.model_wrapped = trainer.deepspeed = None

@@ -35,9 +35,12 @@ def main():
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
     max_train_steps = EPOCHS * math.ceil(len(dataloader))  # before prepare, as the scripts compute it
     scheduler = AutoDropScheduler(
-        optimizer, model, AutoDropConfig(window_size=1, buffer_size=3),
-        num_warmup_steps=WARMUP * accelerator.num_processes, num_training_steps=max_train_steps,
-    )  # fmt: skip
+        optimizer,
+        model,
+        AutoDropConfig(window_size=1, buffer_size=3),
+        num_warmup_steps=WARMUP * accelerator.num_processes,
+        num_training_steps=max_train_steps,
+    )
     model, optimizer, dataloader, scheduler = accelerator.prepare(model, optimizer, dataloader, scheduler)
     lrs = []
     for _ in range(EPOCHS):
