@@ -258,7 +258,7 @@ def test_run_translation_under_accelerate_launch(tmp_path):
         "true",
     )
     results = json.loads((tmp_path / "out/results.json").read_text())
-    assert results["optimizer_steps"] == 6 and results["eval_bleu"] is not None
+    assert results["optimizer_steps"] == 6 and 0.0 <= results["eval_bleu"] <= 100.0  # a BLEU was computed
     # two processes of batch 8: 6 steps see 96 of the 64 pairs
     assert json.loads((tmp_path / "out/trainer_state.json").read_text())["epoch"] == pytest.approx(96 / 64)
 

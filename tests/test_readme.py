@@ -1,8 +1,10 @@
 """The README's snippets run, and say what the README says they do."""
 
+import math
 import re
 from pathlib import Path
 
+import pytest
 import torch
 
 README = Path(__file__).parents[1] / "README.md"
@@ -27,9 +29,26 @@ def test_quick_start_snippets_run_and_decide(capsys):
     assert f"{len(autodrop.decisions)} decisions, {len(autodrop.drops)} drops; noise floor 28.43°" in printed
 
     composed = two_objects.replace("...  #", "#")
+    torch.manual_seed(0)  # a fresh model and optimizer, as a reader composing a schedule would start
+    namespace["model"] = torch.nn.Sequential(torch.nn.Linear(8, 32), torch.nn.Tanh(), torch.nn.Linear(32, 1))
+    namespace["optimizer"] = torch.optim.AdamW(namespace["model"].parameters(), lr=1e-2)
     exec(compile(composed, str(README), "exec"), namespace)
-    cosine = namespace["scheduler"]
-    assert isinstance(cosine, torch.optim.lr_scheduler.CosineAnnealingLR) and namespace["autodrop"].scheduler is cosine
+    cosine, autodrop = namespace["scheduler"], namespace["autodrop"]
+    assert isinstance(cosine, torch.optim.lr_scheduler.CosineAnnealingLR) and autodrop.scheduler is cosine
+    # the loop the comment names: the drops multiply the cosine's own value (its closed form), step by step
+    model, optimizer = namespace["model"], namespace["optimizer"]
+    peak = optimizer.param_groups[0]["initial_lr"]
+    for step in range(1, 1001):
+        batch = torch.randint(0, 1024, (32,))
+        loss = torch.nn.functional.mse_loss(model(namespace["inputs"][batch]), namespace["targets"][batch])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        cosine.step()
+        autodrop.step()
+        expected = peak * (1 + math.cos(math.pi * step / 2000)) / 2 * autodrop.scale
+        assert optimizer.param_groups[0]["lr"] == pytest.approx(expected, rel=1e-9), step
+    assert autodrop.drops  # the check above saw drops
 
 
 def test_the_files_the_docs_name_exist():
