@@ -47,49 +47,33 @@ logger = logging.getLogger("autodrop_hf")
 
 
 class AutoDrop:
-    """Watches the trainable parameters and lowers the learning rate at each saturation.
+    """Watches the trainable parameters and lowers the learning rate when the angular velocity saturates.
 
-    Call :meth:`step` once after every optimizer step (after ``scheduler.step()``)::
+    Call :meth:`step` once after every optimizer step, after the scheduler's::
 
-        optimizer.step(); scheduler.step(); autodrop.step()
+        autodrop = AutoDrop(model, AutoDropConfig(), scheduler, num_training_steps=T)
+        ...  # loss.backward(); optimizer.step(); scheduler.step(); autodrop.step()
 
-    Optimizer steps ``1 … num_warmup_steps`` are not observed; then every ``window_size`` steps the
-    window-averaged parameters give a displacement, two displacements an angle (degrees), and the
-    saturation test (:class:`~autodrop_hf.core.saturation.NoiseFloorTest` by default) decides. A drop
-    lowers :attr:`scale` (see ``AutoDropConfig.drop_factor``); each parameter group's learning rate is
-    then its schedule's value times ``max(scale, min_lr / peak_lr)``, from the very next optimizer step.
-    Once the learning rate is down to ``done_scale`` of its peak and a decision still finds no progress,
-    :attr:`done` says that training is done.
+    After ``num_warmup_steps``, every ``window_size`` steps give an angle (degrees) and every ``buffer_size``
+    angles a decision; a drop lowers :attr:`scale`, and each group's learning rate is its schedule's value times
+    ``max(scale, min_lr / peak_lr)`` from the next step. :attr:`done` says when training is done.
 
     Args:
-        model_or_params: a module, tensors, or optimizer parameter groups; only tensors with
-            ``requires_grad=True`` count, and tensors that become trainable later are watched from the
-            next window.
-        config: hyper-parameters; defaults to the library's rule (``AutoDropConfig.paper()`` is the paper's).
-        scheduler: the scheduler the drops act on: an :class:`~autodrop_hf.AutoDropLR`, any
-            PyTorch/Hugging Face scheduler, or ``None`` to only keep :attr:`scale` and the records.
-        num_training_steps: planned optimizer steps ``T``, for ``window_size="auto"`` and
-            ``drop_factor="auto"``; ``None`` when unknown (growing windows, inverse-square-root stairs).
-        num_warmup_steps: optimizer steps not observed. By default the scheduler's warm-up: with an
-            :class:`~autodrop_hf.AutoDropLR`, observation starts once its ``last_epoch`` passes its
-            ``num_warmup_steps`` — right also when Accelerate steps a prepared scheduler once per
-            process per optimizer step; else 0.
-        base_lr: the peak learning rate of each group (a number, or one per group) that ``min_lr`` is
-            compared with; defaults to the groups' ``initial_lr``. Needed only for ``min_lr > 0``
-            without a scheduler.
-        momentum: the optimizer's momentum, for the noise floor of the angle: a number β (heavy-ball
-            momentum, as Adam's β1) or a :class:`~autodrop_hf.core.noise_floor.MomentumFilter`. By
-            default read from the scheduler's optimizer
-            (:func:`~autodrop_hf.core.noise_floor.momentum_filter`).
-        process_group: with several processes, the group whose members share the model (each window's
-            three partial sums are all-reduced in it, so every process takes the same decisions; all of
-            them must call :meth:`step`). By default the default group when ``torch.distributed`` is
-            initialised with several processes; ``"local"``: this process alone, no communication.
-        accelerator: accepted for Accelerate users: an ``Accelerator`` (or ``PartialState``) with one
-            process means a single-process run; with several, the default group is used.
-        history_file: append one JSON line per window to this file (:mod:`autodrop_hf.core.history`),
-            from the first process only; ``autodrop-hf plot`` draws it. :meth:`load_state_dict` drops the
-            records after the restored step.
+        model_or_params: a module, tensors or parameter groups; those with ``requires_grad`` are watched (tensors
+            made trainable later join at the next window).
+        config: the hyper-parameters (:class:`~autodrop_hf.AutoDropConfig`).
+        scheduler: the scheduler the drops act on (:class:`~autodrop_hf.AutoDropLR`, any PyTorch or Hugging
+            Face scheduler), or ``None`` to keep :attr:`scale` and the records only.
+        num_training_steps: planned optimizer steps ``T``; ``None``: unknown (the horizon-free rule).
+        num_warmup_steps: optimizer steps not observed; by default the scheduler's warm-up, else 0.
+        base_lr: the peak learning rate ``min_lr`` is compared with (one, or one per group); by default the
+            scheduler's peak.
+        momentum: β of the optimizer (or a :class:`~autodrop_hf.MomentumFilter`) for the noise floor; by default
+            read from the scheduler's optimizer.
+        process_group: the group that shares the model under ``torch.distributed`` (by default the default
+            group; ``"local"``: no communication); every member must call :meth:`step`.
+        accelerator: an Accelerate ``Accelerator``: one process means a single-process run.
+        history_file: one JSON line per window goes here (first process only); ``autodrop-hf plot`` draws it.
     """
 
     def __init__(

@@ -30,55 +30,31 @@ SATURATION_TESTS = ("noise_floor", "smoothed_change")
 
 @dataclass(frozen=True)
 class AutoDropConfig:
-    """Hyper-parameters of AutoDrop. The defaults are the library's rule; :meth:`paper` is the paper's.
+    """Hyper-parameters of AutoDrop, checked at construction. The defaults are the library's rule; :meth:`paper`
+    is the paper's, :meth:`anytime` the horizon-free rule. Example::
 
-    Every ``window_size`` optimizer steps the window-averaged parameters give a displacement; the angle
-    between consecutive displacements is the angular velocity (degrees). The saturation test reads the
-    angles; at saturation the learning rate drops.
+        AutoDropConfig(min_lr=1e-6)                   # the default rule, with a floor
+        AutoDropConfig.anytime(stop_when_done=True)   # no step budget: stop when done
 
     Args:
-        saturation_test: ``"noise_floor"`` (default): every ``buffer_size`` angles, compare their mean with
-            the noise floor ψ — the angle pure gradient noise gives at this window size and the optimizer's
-            momentum. Significantly below ψ (by more than ``drift_z`` standard errors): training still moves
-            in a consistent direction, hold the learning rate; otherwise the angle is saturated: drop.
-            ``"smoothed_change"``: the paper's Algorithm 1, a drop when two consecutive Gaussian-smoothed
-            angles differ by less than ``threshold`` degrees.
-        window_size: optimizer steps per window ``k``. ``"auto"``: ``max(1, round(T / 1000))`` for ``T``
-            planned optimizer steps; without ``T``, ``"growing"`` (64 for the paper's test).
-            ``"growing"``: the largest power of 2 that is at most ``t / 50`` at step ``t``, re-read at each
-            decision: the window doubles as the run doubles, so the angle sees ever slower progress and the
-            decisions are evenly spaced in log-time (each new size restarts the displacements: three
-            windows before its first angle). The noise-floor test only.
-        drop_factor: what a drop does to the learning rate. A number ρ in (0, 1): multiply it by ρ.
-            ``"auto"`` (default): with a known number of training steps, ``"linear"``, without,
-            ``"power"``. ``"linear"``: each drop lowers it by the fraction of the remaining steps that one
-            decision interval (``buffer_size · window_size`` steps) takes, so that drops at every decision
-            trace a linear decay to 0 at the last step. ``"power"``: a drop at step ``t`` multiplies it by
-            ``sqrt(t_prev / t)``, ``t_prev`` the previous decision's step, so that drops at every decision
-            trace the inverse-square-root decay ``(t / t_0) ** -0.5`` from the first decision ``t_0``; it
-            needs no horizon. Either way a hold (the test sees progress) pauses the decay.
-        buffer_size: ``m``, the number of angles each decision reads (at least 2); with the paper's
-            test, the number the Gaussian filter smooths. Two drops are at least ``m`` windows apart
-            (``m + 1`` with the paper's test).
-        threshold: the paper's test only: degrees; a drop when two consecutive smoothed angles differ
-            by less.
-        drift_z: the noise-floor test only: how many standard errors below the noise floor the mean
-            angle must be for the test to see progress and hold the learning rate.
-        min_lr: floor of the learning rate, per parameter group (a number for all groups, or a list with
-            one per group), as in ``ReduceLROnPlateau``; drops stop there.
-        done_scale: training is *done* (:attr:`AutoDrop.done`) at the first decision that finds the angle
-            saturated once AutoDrop's scale of every group (the product of its drops: the learning rate over
-            its peak under AutoDrop's own schedule) is at most this fraction (or at its
-            ``min_lr``): it has come down as far as is useful and the angle still shows no progress.
-        stop_when_done: the Trainer callback stops training when it is done (a plain loop reads
-            :attr:`AutoDrop.done` and breaks).
-        sample_fraction: the memory-light mode: watch this fraction of the trainable elements, in contiguous
-            blocks of 8 (every ``round(1 / sample_fraction)``-th block, the same on every process and
-            after a resume; smaller blocks, down to 1 element, where the sample would hold fewer than 16,384
-            blocks): memory (12 bytes per watched element) and per-step work shrink with it. 1 watches every
-            element (exact). ``"auto"`` (default): exact up to 10M trainable elements (12 bytes each: 120 MB),
-            above that a sample of about 262,144 elements (3 MB whatever the model, a median angle error
-            near 0.15°).
+        saturation_test: ``"noise_floor"``: hold while the mean of ``buffer_size`` angles is ``drift_z`` standard
+            errors below the noise floor ψ, else drop; ``"smoothed_change"``: the paper's test.
+        window_size: optimizer steps per window; ``"auto"``: ``max(1, round(T / 1000))`` for ``T`` planned
+            steps, ``"growing"`` without (64 for the paper's test); ``"growing"``: the largest power of 2 at
+            most ``t / 50`` at step ``t``.
+        drop_factor: a factor ρ in (0, 1); ``"linear"``: stairs of a linear decay to 0 at the last step;
+            ``"power"``: stairs of ``(t / t_0) ** -0.5``; ``"auto"``: ``"linear"`` with ``T``, else ``"power"``.
+        buffer_size: angles per decision (at least 2).
+        threshold: the paper's test: degrees of change of the smoothed angle under which it has saturated.
+        drift_z: the noise-floor test: standard errors below ψ that mean progress.
+        min_lr: floor of the learning rate, one value or one per parameter group.
+        done_scale: done at a saturated decision once AutoDrop's scale is at most this (or at ``min_lr``).
+        stop_when_done: the Trainer stops when AutoDrop says done.
+        sample_fraction: the memory-light mode: the fraction of trainable elements watched, in blocks (1: all);
+            ``"auto"``: all up to 10M trainable elements, about 262,144 above.
+
+    ``docs/algorithm.md`` derives each: the test (§3), what a drop does (§4), the paper's rule (§5), the
+    memory-light mode (§7).
     """
 
     saturation_test: Literal["noise_floor", "smoothed_change"] = field(

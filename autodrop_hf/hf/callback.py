@@ -49,48 +49,28 @@ def take_autodrop_kwargs(args: TrainingArguments) -> dict[str, Any]:
 
 
 class AutoDropCallback(TrainerCallback):
-    """Runs :class:`~autodrop_hf.AutoDrop` inside a ``Trainer``.
+    """Runs :class:`~autodrop_hf.AutoDrop` inside a stock ``Trainer``::
 
-    Hooks:
+        Trainer(..., args=TrainingArguments(..., lr_scheduler_type="constant_with_warmup"),
+                callbacks=[AutoDropCallback()])
 
-    - ``on_init_end``: puts itself first among the Trainer's callbacks (so that the ``report_to``
-      integrations see its log keys) and one clean-up callback last (so that the dicts ``evaluate()`` and
-      ``train()`` return do not carry them); refuses a second ``AutoDropCallback``; with stock
-      ``TrainingArguments``, takes AutoDrop's hyper-parameters out of ``lr_scheduler_kwargs``. A callback
-      added later (``trainer.add_callback``) does this at ``on_train_begin``, after the Trainer has built its
-      schedule: give it an ``AutoDropConfig`` (a schedule other than ``constant_with_warmup`` would be given
-      AutoDrop's keys of ``lr_scheduler_kwargs`` and refuse them).
-    - ``on_train_begin``: the model, optimizer and scheduler exist and any checkpoint is loaded;
-      builds the detector (``window_size="auto"`` and ``drop_factor="auto"`` from ``state.max_steps``,
-      warm-up from ``args.get_warmup_steps``) and restores its state from the checkpoint the Trainer
-      resumes from.
-    - ``on_step_end``: once per optimizer step, after ``lr_scheduler.step()``, so a drop changes
-      the learning rate from the very next optimizer step; skipped when the optimizer skipped
-      its step (fp16 overflow), as the scheduler does. With ``stop_when_done``, training stops at the step
-      AutoDrop says it is done, evaluated and saved as at the end of a run (every process at the same step).
-      Each window is a line of ``output_dir/autodrop_history.jsonl``
-      (of the trial's ``output_dir/run-<id>`` under ``hyperparameter_search``, as its checkpoints).
-    - ``on_log``: ``autodrop/angular_velocity``, ``autodrop/noise_floor``, ``autodrop/statistic``,
-      ``autodrop/smoothed`` (paper's test), ``autodrop/lr_scale``, ``autodrop/num_drops`` and ``autodrop/done`` go
-      into the training logs of ``state.log_history`` (once per step: the step's training log, or the summary of
-      ``train()``; never an evaluation's, which the model card tabulates) and to the reporters (TensorBoard, W&B,
-      ...); a key without a value yet is left out.
-    - ``on_save``: writes the detector state (window buffers included) and the history into the
-      checkpoint: one copy when every process holds the same state (DDP), one file per process when
-      parameters are sharded (FSDP2).
-
-    A drop multiplies whatever schedule the Trainer runs; ``constant_with_warmup`` (or
-    :class:`~autodrop_hf.AutoDropTrainer` with ``lr_scheduler_type="autodrop"``) means AutoDrop alone.
+    The detector is built at ``on_train_begin`` (``window_size`` and ``drop_factor`` from ``state.max_steps``,
+    the warm-up from the arguments, its state from the checkpoint the Trainer resumes from), observes each
+    optimizer step at ``on_step_end`` (not a step an fp16 scaler skipped) so a drop acts from the next step,
+    writes ``output_dir/autodrop_history.jsonl``, logs the ``autodrop/*`` values into the training logs and
+    the reporters (never into evaluations or the metrics ``train()`` and ``evaluate()`` return), and saves its
+    state into every checkpoint (one file per process under FSDP2). With ``stop_when_done`` the run stops where
+    AutoDrop says done, evaluated and saved as at its end. A drop multiplies whatever schedule the Trainer runs:
+    ``constant_with_warmup`` (or :class:`~autodrop_hf.AutoDropTrainer` with ``lr_scheduler_type="autodrop"``)
+    means AutoDrop alone. One per Trainer; added with ``trainer.add_callback``, give it its ``config`` (the
+    Trainer has built its schedule by then, from ``lr_scheduler_kwargs`` as they were).
 
     Args:
-        config: hyper-parameters. Default: ``args.autodrop_config()`` for
-            :class:`~autodrop_hf.AutoDropTrainingArguments`, and the AutoDrop keys of ``lr_scheduler_kwargs``
-            (``{"drop_factor": 0.9}``, or ``{"autodrop_min_lr": 1e-6}`` for a name the schedule itself takes,
-            and ``"preset"``).
-        momentum: the optimizer's momentum (β1) for the noise floor, for an optimizer AutoDrop does not know
-            (it says so); by default read from the optimizer.
-        **hyperparameters: instead of ``config``, its values by name, as other callbacks take their settings
-            (``AutoDropCallback(preset="anytime", stop_when_done=True)``).
+        config: the hyper-parameters. Default: ``args.autodrop_config()`` for
+            :class:`~autodrop_hf.AutoDropTrainingArguments`, else AutoDrop's keys of ``lr_scheduler_kwargs``
+            (``{"drop_factor": 0.9}``; ``{"autodrop_min_lr": 1e-6}`` for a name the schedule takes itself).
+        momentum: β of an optimizer AutoDrop does not know (it says so), for the noise floor.
+        **hyperparameters: instead of ``config``, its values by name (``AutoDropCallback(preset="anytime")``).
     """
 
     def __init__(self, config: AutoDropConfig | None = None, momentum: float | None = None, **hyperparameters: Any):
