@@ -329,7 +329,7 @@ class WindowedAngularVelocity:
             return [p.data_ptr() for p in self.params]
         return [_local_tensor(p).data_ptr() for p in self.params]
 
-    def _follow_the_storage(self) -> None:
+    def _refresh_storage(self) -> None:
         """``model.to(...)``, ``model.double()`` or a wrapper given the parameters new memory after this meter
         was built: watch the new memory (the old views would watch memory nothing writes any more) and start
         the windows afresh (three windows before the next angle)."""
@@ -385,9 +385,9 @@ class WindowedAngularVelocity:
     @torch.no_grad()
     def observe(self) -> float | None:
         """Add the current parameters to the window; at a window end, return the new angle. At a window's
-        first step, parameters given new memory since the last window are followed (:meth:`_follow_the_storage`)."""
+        first step, parameters given new memory since the last window are followed (:meth:`_refresh_storage`)."""
         if self.steps_in_window == 0 and self._storage_now() != self._storage:
-            self._follow_the_storage()
+            self._refresh_storage()
         for b in self.buffers:
             if self.phase is WindowPhase.EMPTY:
                 torch._foreach_copy_(b.reference_views, b.params)

@@ -37,6 +37,7 @@ from .scheduler_adapters import (
     carried_lr_scales,
     check_scheduler,
     lr_scales_of,
+    optimizer_of,
     peak_lrs,
     unwrap_scheduler,
 )
@@ -124,7 +125,7 @@ class AutoDrop:
         self.done_step: int | None = None
         self._said_no_signal = False
         self._warned_past_horizon = False
-        self._warn_if_the_run_is_too_short()
+        self._warn_short_run()
 
     # ----------------------------------------------------------------------------------- set-up
     def _momentum(self, momentum: float | MomentumFilter | None) -> MomentumFilter | None:
@@ -132,7 +133,7 @@ class AutoDrop:
             return momentum
         if momentum is not None:
             return MomentumFilter.heavy_ball(number("momentum", momentum), "momentum=")
-        optimizer = getattr(unwrap_scheduler(self.scheduler), "optimizer", None)
+        optimizer = optimizer_of(self.scheduler)
         if optimizer is not None:
             return momentum_filter(optimizer)
         if self.config.saturation_test == "noise_floor":
@@ -142,10 +143,10 @@ class AutoDrop:
             )
         return None
 
-    def _follow_the_momentum(self) -> None:
+    def _update_momentum(self) -> None:
         """Re-read the optimizer's momentum at a window end, so that ψ is the floor of the momentum in use: a
         scheduler may move it (``OneCycleLR``, ``CyclicLR``), and NAdam's grows with its step count."""
-        optimizer = getattr(unwrap_scheduler(self.scheduler), "optimizer", None)
+        optimizer = optimizer_of(self.scheduler)
         if not self._momentum_of_the_optimizer or optimizer is None:
             return
         momentum = momentum_filter(optimizer, warn_unknown=False)
@@ -155,7 +156,7 @@ class AutoDrop:
                 self.test.noise_floor = self.noise_floor
 
     def _optimizer_groups(self) -> list[dict[str, Any]] | None:
-        optimizer = getattr(unwrap_scheduler(self.scheduler), "optimizer", None)
+        optimizer = optimizer_of(self.scheduler)
         return None if optimizer is None else optimizer.param_groups
 
     def _floors(self, base_lr: float | Sequence[float] | None) -> list[float]:
@@ -245,7 +246,7 @@ class AutoDrop:
                 raise ValueError(f"history_file={str(path)!r} cannot be written: {error}.") from None
         return path
 
-    def _warn_if_the_run_is_too_short(self) -> None:
+    def _warn_short_run(self) -> None:
         """Say at the start when the planned run cannot give an angle, or a decision, at this window size."""
         if self.num_training_steps is None or self.window_grows:
             return
@@ -287,7 +288,7 @@ class AutoDrop:
             size = self.config.resolve_window_size(self.num_training_steps, self.num_steps)
             self.angular_velocity.window_size = size
             self._set_window_size(size)
-        self._warn_if_the_run_is_too_short()
+        self._warn_short_run()
 
     # ------------------------------------------------------------------------------- the loop
     def step(self) -> bool:
@@ -295,7 +296,7 @@ class AutoDrop:
 
         At a window end, :attr:`last_record` holds the window's record (the history file's format).
         """
-        if not self._after_one_optimizer_step():
+        if not self._stepped_once():
             return False
         self.num_steps += 1
         self.last_record = None
@@ -308,10 +309,10 @@ class AutoDrop:
         angle = self.angular_velocity.observe()
         if self.angular_velocity.steps_in_window != 0:
             return False
-        self._follow_the_momentum()
+        self._update_momentum()
         result = self._close_window(angle)
         dropped = self._decide(result) if result.decided else False
-        self._watch_new_parameters()
+        self._add_new_parameters()
         self.last_record = self._record(angle, result, dropped)  # the window just measured, its floor
         if result.decided and self.window_grows:
             self._grow_window()
@@ -332,7 +333,7 @@ class AutoDrop:
     def _decide(self, result: SaturationResult) -> bool:
         """Act on a decision of the test: record it, drop when saturated, say done; whether the LR dropped."""
         self.decisions.append(Decision(self.num_steps, result.statistic, result.saturated))
-        self._say_if_no_signal(result)
+        self._warn_no_signal(result)
         if not result.saturated:
             return False
         self.test.reset()
@@ -350,7 +351,7 @@ class AutoDrop:
             self._say_done(result.statistic)
         return dropped
 
-    def _after_one_optimizer_step(self) -> bool:
+    def _stepped_once(self) -> bool:
         """Guard the call order: one call per optimizer step. A call with no optimizer step since the last one
         (a call per micro-batch, or an fp16 step the scaler skipped) is not counted; missed steps are said."""
         if self.optimizer_steps is None:
@@ -473,7 +474,7 @@ class AutoDrop:
         warmup = getattr(scheduler, "num_warmup_steps", None)
         return warmup is None or scheduler.last_epoch > warmup
 
-    def _say_if_no_signal(self, result: SaturationResult) -> None:
+    def _warn_no_signal(self, result: SaturationResult) -> None:
         if self._said_no_signal or not isinstance(self.test, NoiseFloorTest):
             return
         if abs(result.statistic) < self.config.drift_z:
@@ -488,7 +489,7 @@ class AutoDrop:
             )
             self._said_no_signal = True
 
-    def _watch_new_parameters(self) -> None:
+    def _add_new_parameters(self) -> None:
         """Watch tensors that became trainable (gradual unfreezing) from the next window on."""
         trainable = [p for p in self._candidates if p.requires_grad]
         if {id(p) for p in trainable} == self._watched_ids or not trainable:

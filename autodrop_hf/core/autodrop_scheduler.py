@@ -69,12 +69,12 @@ class AutoDropScheduler(AutoDropLR):
             return
         if self._calls is not None and self.steps_per_optimizer_step is None:
             if self._calls == self._previous_calls:  # two intervals agree (a step an fp16 scaler skipped does not)
-                self._plan_in_optimizer_steps(self._calls)
+                self._plan_steps(self._calls)
             self._previous_calls = self._calls
         self._observed_at, self._calls = self.autodrop.optimizer_steps.count, 1
         self.autodrop.step()
 
-    def _plan_in_optimizer_steps(self, steps_per_optimizer_step: int) -> None:
+    def _plan_steps(self, steps_per_optimizer_step: int) -> None:
         """Give the detector its horizon in optimizer steps, once the scheduler steps per optimizer step are known."""
         self.steps_per_optimizer_step = steps_per_optimizer_step
         if steps_per_optimizer_step > 1 and self.num_training_steps is not None:
@@ -105,7 +105,7 @@ class AutoDropScheduler(AutoDropLR):
         super().load_state_dict(state)
         try:
             if self.steps_per_optimizer_step is not None:  # the saved run's horizon in optimizer steps
-                self._plan_in_optimizer_steps(self.steps_per_optimizer_step)
+                self._plan_steps(self.steps_per_optimizer_step)
             self.autodrop.load_state_dict(detector)
         except Exception:
             super().load_state_dict(schedule)

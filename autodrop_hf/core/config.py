@@ -152,9 +152,9 @@ class AutoDropConfig:
             object.__setattr__(self, "min_lr", floors)
         else:
             object.__setattr__(self, "min_lr", real("min_lr", self.min_lr, "min_lr >= 0", lambda v: v >= 0))
-        self._refuse_the_other_tests_setting()
+        self._refuse_unread_settings()
 
-    def _refuse_the_other_tests_setting(self) -> None:
+    def _refuse_unread_settings(self) -> None:
         """``threshold`` is read by the paper's test only and ``drift_z`` by the noise-floor test only: a value
         set for the test not in use would be ignored without a word."""
         defaults = {f.name: f.default for f in fields(self)}

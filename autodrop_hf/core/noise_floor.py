@@ -30,6 +30,7 @@ from typing import Any
 
 import torch
 
+from .scheduler_adapters import unwrap_optimizer
 from .user_warnings import warn
 
 
@@ -137,7 +138,7 @@ def momentum_filter(optimizer: Any, warn_unknown: bool = True) -> MomentumFilter
       with a warning saying so (unless ``warn_unknown`` is false); with neither, no momentum and a warning.
       Pass ``momentum=`` to :class:`~autodrop_hf.AutoDrop` to say what your optimizer does.
     """
-    optimizer = getattr(optimizer, "optimizer", optimizer)  # Accelerate's AcceleratedOptimizer
+    optimizer = unwrap_optimizer(optimizer)
     name = type(optimizer).__name__
     group = optimizer.param_groups[0]
     source = f"{name} param_groups[0]"

@@ -6,7 +6,7 @@ from typing import Any
 
 import torch
 
-from .scheduler_adapters import unwrap_scheduler
+from .scheduler_adapters import optimizer_of
 
 
 class OptimizerStepCounter:
@@ -24,8 +24,7 @@ class OptimizerStepCounter:
     def of(cls, scheduler: Any) -> OptimizerStepCounter | None:
         """The counter of the scheduler's optimizer (the innermost: not Accelerate's wrapper); ``None``
         without a scheduler or for an optimizer without step hooks."""
-        optimizer = getattr(unwrap_scheduler(scheduler), "optimizer", None)
-        optimizer = getattr(optimizer, "optimizer", optimizer)  # AcceleratedOptimizer
+        optimizer = optimizer_of(scheduler)
         if not isinstance(optimizer, torch.optim.Optimizer):
             return None
         counter = getattr(optimizer, "_autodrop_step_counter", None)

@@ -39,6 +39,16 @@ def unwrap_scheduler(scheduler: Any) -> Any:
     return scheduler
 
 
+def unwrap_optimizer(optimizer: Any) -> Any:
+    """The optimizer inside Accelerate's ``AcceleratedOptimizer`` (its ``.optimizer``); any other unchanged."""
+    return getattr(optimizer, "optimizer", optimizer)
+
+
+def optimizer_of(scheduler: Any) -> Any:
+    """The innermost optimizer a scheduler (wrapped or not) steps; ``None`` without a scheduler."""
+    return unwrap_optimizer(getattr(unwrap_scheduler(scheduler), "optimizer", None))
+
+
 def check_scheduler(scheduler: Any) -> None:
     """Refuse, with what to use instead, a scheduler a drop cannot act on exactly.
 
