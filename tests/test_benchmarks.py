@@ -137,25 +137,31 @@ def test_the_quick_start_example_runs(tmp_path: Path) -> None:
     assert summary.startswith("400 steps in") and ": 298 angles, 29 decisions," in summary
 
 
-def test_the_glue_benchmark_script_and_aggregate_run_on_a_tiny_task(tmp_path: Path) -> None:
+def _tiny_glue_grid(tmp_path: Path, schedules: str, results: Path) -> dict[str, str]:
+    """The environment of benchmarks/glue_quality.sh for a tiny MRPC, one seed of 2 epochs, one job."""
     from test_glue_example import WORDS, write_glue_task
     from tiny import save_tiny_model_dir
 
     model = save_tiny_model_dir(tmp_path / "model", WORDS)
     write_glue_task(tmp_path / "glue", "mrpc")
-    results = tmp_path / "results" / "glue"
-    env = {
+    outputs = str(tmp_path / "glue_outputs")
+    return {
         "GLUE_DIR": str(tmp_path / "glue"),
         "TASKS": "mrpc",
-        "SCHEDULES": "autodrop linear",
+        "SCHEDULES": schedules,
         "SEEDS": "42",
         "EPOCHS": "2",
         "MODEL": model,
         "RESULTS": str(results),
-        "OUTPUTS": str(tmp_path / "outputs"),
+        "OUTPUTS": outputs,
         "PY": sys.executable,
         "JOBS": "1",
     }
+
+
+def test_the_glue_benchmark_script_and_aggregate_run_on_a_tiny_task(tmp_path: Path) -> None:
+    results = tmp_path / "results" / "glue"
+    env = _tiny_glue_grid(tmp_path, "autodrop linear", results)
     output = _run(["bash", "benchmarks/glue_quality.sh"], **env).stdout
     assert output.count("done: mrpc") == 2 and "FAILED" not in output
     assert "have:" in _run(["bash", "benchmarks/glue_quality.sh"], **env).stdout  # finished runs are kept
@@ -277,9 +283,7 @@ def test_the_horizon_free_tables_by_hand(tmp_path: Path) -> None:
 
 
 def test_the_horizon_free_benchmarks_run_on_tiny_inputs(tmp_path: Path) -> None:
-    from test_glue_example import WORDS, write_glue_task
     from test_translation_example import write_parallel
-    from tiny import save_tiny_model_dir
 
     text = write_parallel(tmp_path / "text", sizes=(("train", 400), ("valid", 24)))
     results = tmp_path / "results"
@@ -315,20 +319,7 @@ def test_the_horizon_free_benchmarks_run_on_tiny_inputs(tmp_path: Path) -> None:
     anytime = json.loads((results / "translation" / "autodrop_anytime_b16_seed0.json").read_text())
     assert "dev_bleu" in anytime["evals"][0] and anytime["autodrop"]["decisions"]
 
-    model = save_tiny_model_dir(tmp_path / "model", WORDS)
-    write_glue_task(tmp_path / "glue", "mrpc")
-    env = {
-        "GLUE_DIR": str(tmp_path / "glue"),
-        "TASKS": "mrpc",
-        "SCHEDULES": "autodrop_anytime",
-        "SEEDS": "42",
-        "EPOCHS": "2",
-        "MODEL": model,
-        "RESULTS": str(results / "glue"),
-        "OUTPUTS": str(tmp_path / "glue_outputs"),
-        "PY": sys.executable,
-        "JOBS": "1",
-    }
+    env = _tiny_glue_grid(tmp_path, "autodrop_anytime", results / "glue")
     assert "done: mrpc autodrop_anytime" in _run(["bash", "benchmarks/glue_quality.sh"], **env).stdout
     tables = _run([sys.executable, "benchmarks/anytime_tables.py", "--results", str(results)]).stdout
     assert "| mrpc | autodrop_anytime |" in tables

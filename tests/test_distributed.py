@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 from launch import LaunchTimeout, run_processes
+from tiny import QUIET_RUN
 
 from autodrop_hf import AutoDrop, AutoDropConfig
 
@@ -198,12 +199,7 @@ def test_run_glue_under_accelerate_launch(tmp_path):
         "autodrop",
         "--autodrop_window_size",
         2,
-        "--report_to",
-        "none",
-        "--save_strategy",
-        "no",
-        "--disable_tqdm",
-        "true",
+        *QUIET_RUN,
     )
     results = json.loads((tmp_path / "out/results.json").read_text())
     assert results["optimizer_steps"] == 8 and results["schedule"] == "autodrop"
@@ -250,12 +246,7 @@ def test_run_translation_under_accelerate_launch(tmp_path):
         32,
         "--max_target_length",
         16,
-        "--report_to",
-        "none",
-        "--save_strategy",
-        "no",
-        "--disable_tqdm",
-        "true",
+        *QUIET_RUN,
     )
     results = json.loads((tmp_path / "out/results.json").read_text())
     assert results["optimizer_steps"] == 6 and 0.0 <= results["eval_bleu"] <= 100.0  # a BLEU was computed

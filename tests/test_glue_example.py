@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-from tiny import save_tiny_model_dir
+from tiny import FAST_AUTODROP_RUN, QUIET_RUN, save_tiny_model_dir
 from transformers import TrainerCallback
 
 EXAMPLE = Path(__file__).parents[1] / "examples" / "glue"
@@ -77,34 +77,8 @@ def model_dir(tmp_path_factory):
 
 
 def run_script(monkeypatch, output_dir, *arguments):
-    argv = [
-        "run_glue.py",
-        "--output_dir",
-        str(output_dir),
-        "--do_train",
-        "--do_eval",
-        "--max_steps",
-        "12",
-        "--per_device_train_batch_size",
-        "8",
-        "--learning_rate",
-        "1e-3",
-        "--report_to",
-        "none",
-        "--save_strategy",
-        "no",
-        "--disable_tqdm",
-        "true",
-        "--lr_scheduler_type",
-        "autodrop",
-        "--autodrop_window_size",
-        "2",
-        "--autodrop_buffer_size",
-        "2",
-        "--warmup_steps",
-        "2",
-        *arguments,
-    ]
+    run = "--do_train --do_eval --max_steps 12 --per_device_train_batch_size 8 --learning_rate 1e-3 --warmup_steps 2"
+    argv = ["run_glue.py", "--output_dir", str(output_dir), *run.split(), *QUIET_RUN, *FAST_AUTODROP_RUN, *arguments]
     monkeypatch.setattr(sys, "argv", argv)
     return run_glue.main()
 

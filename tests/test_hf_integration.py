@@ -7,7 +7,7 @@ import warnings
 
 import pytest
 import torch
-from tiny import TokenParity, tiny_bert
+from tiny import TokenParity, quiet_training_values, tiny_bert
 from transformers import MarianConfig, MarianMTModel, Trainer, TrainingArguments
 from transformers.trainer_utils import default_compute_objective
 
@@ -23,20 +23,7 @@ from autodrop_hf.hf.scheduler_kwargs import KEYWORD_SCHEDULES, schedule_argument
 
 
 def _values(tmp_path, **overrides):
-    values = dict(
-        output_dir=str(tmp_path),
-        max_steps=30,
-        warmup_steps=3,
-        per_device_train_batch_size=8,
-        learning_rate=1e-3,
-        logging_steps=5,
-        report_to=[],
-        save_strategy="no",
-        use_cpu=True,
-        disable_tqdm=True,
-        seed=0,
-    )
-    return {**values, **overrides}
+    return quiet_training_values(tmp_path, **{"max_steps": 30, "warmup_steps": 3, "logging_steps": 5, **overrides})
 
 
 def _accuracy(prediction):

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from tiny import TokenParity, tiny_bert
+from tiny import TokenParity, quiet_training_values, tiny_bert
 from transformers import HfArgumentParser, Trainer, TrainerCallback, TrainingArguments
 
 import autodrop_hf.core.config
@@ -39,20 +39,7 @@ class LearningRateProbe(TrainerCallback):
 
 
 def training_args(output_dir, cls=AutoDropTrainingArguments, **overrides):
-    values = dict(
-        output_dir=str(output_dir),
-        max_steps=60,
-        warmup_steps=5,
-        per_device_train_batch_size=8,
-        learning_rate=1e-3,
-        logging_steps=5,
-        report_to=[],
-        save_strategy="no",
-        use_cpu=True,
-        disable_tqdm=True,
-        seed=0,
-        data_seed=0,
-    )
+    values = quiet_training_values(output_dir, max_steps=60, warmup_steps=5, logging_steps=5, data_seed=0)
     if cls is AutoDropTrainingArguments:
         values.update(lr_scheduler_type="autodrop", **FAST)
     values.update(overrides)

@@ -33,7 +33,7 @@ class Spy(TrainerCallback):
         self.seen.setdefault("entries", []).append((entry, dict(logs), entry is state.log_history[-1]))
 
 
-def _args(tmp_path, **overrides):
+def _args(tmp_path, cls=TrainingArguments, **overrides):
     values = dict(
         output_dir=str(tmp_path),
         max_steps=6,
@@ -45,7 +45,7 @@ def _args(tmp_path, **overrides):
         save_strategy="steps",
         save_steps=3,
     )
-    return TrainingArguments(**{**values, **overrides})
+    return cls(**{**values, **overrides})
 
 
 def test_callbacks_find_the_trainer_the_resumed_checkpoint_and_the_log_entry(tmp_path):
@@ -111,16 +111,7 @@ def test_an_autodrop_trainer_trained_twice_starts_afresh(tmp_path):
     detector, as the Trainer does for its own schedules (it would otherwise continue a dropped schedule)."""
     from autodrop_hf import AutoDropConfig, AutoDropTrainer
 
-    args = AutoDropTrainingArguments(
-        str(tmp_path),
-        max_steps=6,
-        per_device_train_batch_size=4,
-        report_to=[],
-        use_cpu=True,
-        disable_tqdm=True,
-        save_strategy="no",
-        lr_scheduler_type="autodrop",
-    )
+    args = _args(tmp_path, cls=AutoDropTrainingArguments, save_strategy="no", lr_scheduler_type="autodrop")
     callback = AutoDropCallback(AutoDropConfig.paper(window_size=1, buffer_size=2, threshold=90.0))  # drops
     trainer = AutoDropTrainer(model=tiny_bert(), args=args, train_dataset=TokenParity(32), callbacks=[callback])
     trainer.train()

@@ -4,6 +4,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from tiny import FAST_AUTODROP_RUN, QUIET_RUN
 
 EXAMPLE = Path(__file__).parents[1] / "examples" / "translation"
 sys.path.insert(0, str(EXAMPLE))
@@ -44,46 +45,20 @@ def write_parallel(folder: Path, sizes=(("train", 160), ("valid", 24), ("test", 
 
 
 def run_script(monkeypatch, output_dir, *arguments):
+    run = "--do_train --do_eval --do_predict --predict_with_generate --max_steps 30 --per_device_train_batch_size 16"
+    model = "--vocab_size 80 --d_model 32 --encoder_layers 1 --decoder_layers 1 --attention_heads 2 --ffn_dim 64"
     argv = [
         "run_translation.py",
         "--output_dir",
         str(output_dir),
-        "--do_train",
-        "--do_eval",
-        "--do_predict",
-        "--predict_with_generate",
-        "--max_steps",
-        "30",
-        "--per_device_train_batch_size",
-        "16",
+        *run.split(),
         "--learning_rate",
         "3e-3",
-        "--report_to",
-        "none",
-        "--save_strategy",
-        "no",
-        "--disable_tqdm",
-        "true",
-        "--lr_scheduler_type",
-        "autodrop",
-        "--autodrop_window_size",
-        "2",
-        "--autodrop_buffer_size",
-        "2",
         "--warmup_steps",
         "3",
-        "--vocab_size",
-        "80",
-        "--d_model",
-        "32",
-        "--encoder_layers",
-        "1",
-        "--decoder_layers",
-        "1",
-        "--attention_heads",
-        "2",
-        "--ffn_dim",
-        "64",
+        *QUIET_RUN,
+        *FAST_AUTODROP_RUN,
+        *model.split(),
         "--max_target_length",
         "24",
         *arguments,

@@ -6,7 +6,7 @@ import datasets
 import pytest
 import torch
 from test_trainer import LearningRateProbe
-from tiny import TokenParity, tiny_bert
+from tiny import TokenParity, quiet_training_values, tiny_bert
 from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
 
@@ -108,20 +108,7 @@ def _lora(output_dir, resume=None, **overrides):
     model = peft.get_peft_model(
         tiny_bert(), peft.LoraConfig(r=2, target_modules=["query", "value"], task_type="SEQ_CLS")
     )
-    values = dict(
-        output_dir=str(output_dir),
-        max_steps=40,
-        per_device_train_batch_size=8,
-        learning_rate=1e-3,
-        warmup_steps=2,
-        report_to=[],
-        save_strategy="no",
-        use_cpu=True,
-        disable_tqdm=True,
-        seed=0,
-        data_seed=0,
-        **AUTODROP,
-    )
+    values = quiet_training_values(output_dir, max_steps=40, warmup_steps=2, data_seed=0, **AUTODROP)
     probe = LearningRateProbe()
     args = AutoDropTrainingArguments(**{**values, **overrides})
     trainer = AutoDropTrainer(model=model, args=args, train_dataset=TokenParity(), callbacks=[probe])

@@ -6,6 +6,26 @@ import torch
 from transformers import BertConfig, BertForSequenceClassification
 
 VOCAB, LENGTH = 64, 12
+#: The flags of every script run in the tests: no reporters, no checkpoints, no progress bars.
+QUIET_RUN = ("--report_to", "none", "--save_strategy", "no", "--disable_tqdm", "true")
+#: AutoDrop in a script run of a few steps: windows of 2 steps, a decision every 2 angles.
+FAST_AUTODROP_RUN = ("--lr_scheduler_type", "autodrop", "--autodrop_window_size", "2", "--autodrop_buffer_size", "2")
+
+
+def quiet_training_values(output_dir, **values) -> dict:
+    """Keywords of training arguments for a quiet test run on the CPU (no reporters, checkpoints or progress
+    bars; batches of 8, LR 1e-3, seed 0), with ``values`` over them."""
+    quiet = dict(
+        output_dir=str(output_dir),
+        per_device_train_batch_size=8,
+        learning_rate=1e-3,
+        report_to=[],
+        save_strategy="no",
+        use_cpu=True,
+        disable_tqdm=True,
+        seed=0,
+    )
+    return {**quiet, **values}
 
 
 def tiny_bert(seed: int = 0) -> BertForSequenceClassification:
