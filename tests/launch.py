@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import time
 import uuid
 from pathlib import Path
 
@@ -43,15 +44,21 @@ def _marked_processes(marker: str) -> dict[int, str | None]:
 
 
 def run_processes(
-    command: list[str], env: dict[str, str], timeout: float = LAUNCH_TIMEOUT
+    command: list[str], env: dict[str, str], timeout: float = LAUNCH_TIMEOUT, started: Path | None = None
 ) -> subprocess.CompletedProcess:
     """Run ``command`` to completion, or kill every process it started after ``timeout`` seconds and
-    raise :class:`LaunchTimeout` naming the ranks that were still running."""
+    raise :class:`LaunchTimeout` naming the ranks that were still running. With ``started`` (a file the
+    processes write once running), the ``timeout`` counts from when it exists, after at most
+    :data:`LAUNCH_TIMEOUT` seconds of start: a slow start is not taken for a hang."""
     marker = uuid.uuid4().hex
     process = subprocess.Popen(
         command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**env, _MARKER: marker}
     )
     try:
+        if started is not None:
+            deadline = time.monotonic() + LAUNCH_TIMEOUT
+            while not started.exists() and process.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.1)
         stdout, stderr = process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         alive = _marked_processes(marker)

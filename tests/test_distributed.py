@@ -46,8 +46,9 @@ def test_a_hung_rank_is_named_and_every_process_is_killed(tmp_path):
         "if os.environ['RANK'] == '1':\n    time.sleep(600)\n"
     )
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script)]
-    with pytest.raises(LaunchTimeout, match=r"hang.py: timed out after 20 s: rank 1 did not exit; killed its 2 "):
-        run_processes(command, dict(os.environ, PIDS=str(tmp_path / "pid")), timeout=20)
+    env = dict(os.environ, PIDS=str(tmp_path / "pid"))
+    with pytest.raises(LaunchTimeout, match=r"hang.py: timed out after 5 s: rank 1 did not exit; killed its 2 "):
+        run_processes(command, env, timeout=5, started=tmp_path / "pid1")  # 5 s from rank 1's start
     pid = int((tmp_path / "pid1").read_text())
     assert not Path(f"/proc/{pid}").exists() or Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
 
