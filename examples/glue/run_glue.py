@@ -44,7 +44,6 @@ from transformers import (
 from transformers.trainer_utils import get_last_checkpoint
 
 from autodrop_hf import AutoDropTrainer, AutoDropTrainingArguments
-from autodrop_hf.hf.training_args import scheduler_name, uses_autodrop
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # examples/summary.py, shared by the examples
 from summary import summarize_run
@@ -369,13 +368,13 @@ def report(trainer, training_args, task_name, metric_task, final_eval: dict, sec
     ]
     row = {
         "task": task_name or "files",
-        "schedule": scheduler_name(training_args),
+        "schedule": training_args.lr_scheduler_type.value,
         **{name: eval_metrics.get(name) for name in names},
         "final_lr": trainer.optimizer.param_groups[0]["lr"],
         "optimizer_steps": trainer.state.global_step,
         "seconds": round(seconds, 1),
     }
-    return summarize_run(training_args.output_dir, row, autodrop_ran=uses_autodrop(training_args))
+    return summarize_run(training_args.output_dir, row, autodrop_ran=row["schedule"] == "autodrop")
 
 
 if __name__ == "__main__":

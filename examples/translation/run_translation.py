@@ -46,7 +46,6 @@ from translation_data import (
 )
 
 from autodrop_hf import AutoDropSeq2SeqTrainer, AutoDropSeq2SeqTrainingArguments
-from autodrop_hf.hf.training_args import scheduler_name, uses_autodrop
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # examples/summary.py, shared by the examples
 from summary import summarize_run
@@ -282,7 +281,7 @@ def main() -> dict[str, float]:
 def report(trainer, training_args, metrics: dict, seconds: float, model) -> dict:
     """The result row of the run: schedule, BLEU, drops, final LR, steps, model size, time."""
     row = {
-        "schedule": scheduler_name(training_args),
+        "schedule": training_args.lr_scheduler_type.value,
         "eval_bleu": metrics.get("eval_bleu"),
         "test_bleu": metrics.get("predict_bleu"),
         "final_lr": trainer.optimizer.param_groups[0]["lr"],
@@ -290,7 +289,7 @@ def report(trainer, training_args, metrics: dict, seconds: float, model) -> dict
         "parameters_millions": round(sum(p.numel() for p in model.parameters()) / 1e6, 2),
         "train_seconds": round(seconds, 1),
     }
-    return summarize_run(training_args.output_dir, row, autodrop_ran=uses_autodrop(training_args))
+    return summarize_run(training_args.output_dir, row, autodrop_ran=row["schedule"] == "autodrop")
 
 
 if __name__ == "__main__":
