@@ -9,6 +9,7 @@ import pytest
 import torch
 from tiny import FAST_AUTODROP_RUN, QUIET_RUN, save_tiny_model_dir
 from transformers import TrainerCallback
+from transformers.trainer_utils import SchedulerType
 
 EXAMPLE = Path(__file__).parents[1] / "examples" / "glue"
 sys.path.insert(0, str(EXAMPLE))
@@ -231,7 +232,7 @@ def test_the_result_row_takes_the_final_evaluation_of_each_split(tmp_path):
         state=SimpleNamespace(log_history=[matched, mismatched], global_step=10),
         optimizer=SimpleNamespace(param_groups=[{"lr": 0.0}]),
     )
-    args = SimpleNamespace(output_dir=str(tmp_path), lr_scheduler_type="linear")
+    args = SimpleNamespace(output_dir=str(tmp_path), lr_scheduler_type=SchedulerType.LINEAR)  # as parsed
     final = {**matched, **{f"{k}_mm": v for k, v in mismatched.items()}}
     row = run_glue.report(trainer, args, "mnli", "mnli", final, seconds=1.0)
     assert row["eval_accuracy"] == 0.84 and json.loads((tmp_path / "results.json").read_text())["eval_accuracy"] == 0.84
