@@ -61,20 +61,9 @@ class Pairs(torch.utils.data.Dataset):
 
 def _tiny_marian():
     torch.manual_seed(0)
-    config = MarianConfig(
-        vocab_size=32,
-        d_model=16,
-        encoder_layers=1,
-        decoder_layers=1,
-        encoder_attention_heads=2,
-        decoder_attention_heads=2,
-        encoder_ffn_dim=32,
-        decoder_ffn_dim=32,
-        max_position_embeddings=16,
-        pad_token_id=0,
-        eos_token_id=1,
-        decoder_start_token_id=0,
-    )
+    sizes = {"d_model": 16, "encoder_layers": 1, "decoder_layers": 1, "encoder_attention_heads": 2}
+    sizes |= {"decoder_attention_heads": 2, "encoder_ffn_dim": 32, "decoder_ffn_dim": 32, "max_position_embeddings": 16}
+    config = MarianConfig(vocab_size=32, pad_token_id=0, eos_token_id=1, decoder_start_token_id=0, **sizes)
     return MarianMTModel(config)
 
 

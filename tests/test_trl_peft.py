@@ -47,16 +47,8 @@ def _texts(count=64):
 
 def _causal_lm():
     torch.manual_seed(0)
-    config = GPT2Config(
-        vocab_size=len(WORDS),
-        n_positions=32,
-        n_embd=16,
-        n_layer=1,
-        n_head=2,
-        pad_token_id=0,
-        eos_token_id=1,
-        bos_token_id=1,
-    )
+    sizes = {"n_positions": 32, "n_embd": 16, "n_layer": 1, "n_head": 2}
+    config = GPT2Config(vocab_size=len(WORDS), pad_token_id=0, eos_token_id=1, bos_token_id=1, **sizes)
     return GPT2LMHeadModel(config)
 
 

@@ -15,16 +15,8 @@ FAST_AUTODROP_RUN = ("--lr_scheduler_type", "autodrop", "--autodrop_window_size"
 def quiet_training_values(output_dir, **values) -> dict:
     """Keywords of training arguments for a quiet test run on the CPU (no reporters, checkpoints or progress
     bars; batches of 8, LR 1e-3, seed 0), with ``values`` over them."""
-    quiet = dict(
-        output_dir=str(output_dir),
-        per_device_train_batch_size=8,
-        learning_rate=1e-3,
-        report_to=[],
-        save_strategy="no",
-        use_cpu=True,
-        disable_tqdm=True,
-        seed=0,
-    )
+    quiet = {"output_dir": str(output_dir), "per_device_train_batch_size": 8, "learning_rate": 1e-3, "seed": 0}
+    quiet |= {"report_to": [], "save_strategy": "no", "use_cpu": True, "disable_tqdm": True}
     return {**quiet, **values}
 
 
@@ -67,13 +59,7 @@ def save_tiny_model_dir(path, words) -> str:
     (path / "vocab.txt").write_text("\n".join(vocab) + "\n")
     BertTokenizerFast(vocab_file=str(path / "vocab.txt")).save_pretrained(path)
     torch.manual_seed(0)
-    config = BertConfig(
-        vocab_size=len(vocab),
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=64,
-    )
+    sizes = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64}
+    config = BertConfig(vocab_size=len(vocab), max_position_embeddings=64, **sizes)
     BertModel(config).save_pretrained(path)
     return str(path)

@@ -15,7 +15,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parents[1]))
 
 from teardown import end_training
-from tiny import TokenParity, tiny_bert
+from tiny import TokenParity, quiet_training_values, tiny_bert
 
 from autodrop_hf import AutoDropCallback, AutoDropTrainer, AutoDropTrainingArguments
 
@@ -32,21 +32,10 @@ def main():
     }
     backend = importlib.import_module("deepspeed.comm.torch")  # `deepspeed.comm.torch` is shadowed by torch
     backend.build_shm_op = lambda: None  # gloo's all-reduce instead of a JIT-compiled kernel
+    autodrop = dict(lr_scheduler_type="autodrop", autodrop_window_size="1", autodrop_buffer_size=3)
     training_args = AutoDropTrainingArguments(
-        output_dir=str(args.out),
-        lr_scheduler_type="autodrop",
-        autodrop_window_size="1",
-        autodrop_buffer_size=3,
-        max_steps=30,
-        per_device_train_batch_size=8,
-        learning_rate=1e-3,
-        report_to=[],
-        save_strategy="no",
-        use_cpu=True,
-        deepspeed=config,
-        disable_tqdm=True,
-        train_sampling_strategy="sequential",
-        seed=0,
+        **quiet_training_values(args.out, max_steps=30, deepspeed=config, train_sampling_strategy="sequential"),
+        **autodrop,
     )
     model = tiny_bert()
     for module in model.modules():
