@@ -102,8 +102,11 @@ def test_the_memory_light_mode_under_ddp_and_fsdp2(tmp_path, layout):
         # (the trajectories differ by rounding: DDP averages two half-batch gradients, one process one batch)
         assert np.abs(angles(first) - angles(first, "reference_angles")).max() < 5e-3
         assert first["drops"] == first["reference_drops"]
-    else:  # sharded: each process samples its own shards, weighted as the exact mode
+    else:  # sharded: each process samples its own shards (other blocks than one process would), weighted as the
+        # exact mode: the angle of half the model stays within a tenth of a degree of one process's (0.03° measured)
         assert first["local_parameters"] + second["local_parameters"] < 65_551
+        assert np.abs(angles(first) - angles(first, "reference_angles")).max() < 0.1
+        assert first["drops"] == first["reference_drops"]
     assert first["all_reduce_calls"] == first["windows"]
 
 
