@@ -108,11 +108,16 @@ def angle_degrees(dot: float, norm_sq_a: float, norm_sq_b: float) -> float:
     return math.degrees(math.acos(min(1.0, max(-1.0, cosine))))
 
 
+def _zero3_partition(param: Tensor) -> Tensor | None:
+    """DeepSpeed ZeRO-3's partition of ``param`` on this process (its ``ds_tensor``; the parameter itself is then
+    an empty placeholder), or None for any other parameter: the one place that reads DeepSpeed's attribute."""
+    return getattr(param, "ds_tensor", None)
+
+
 def _local_tensor(param: Tensor) -> Tensor:
     """The part of ``param`` this process holds: a live view, updated by the optimizer in place — the local
-    shard of a ``DTensor`` (FSDP2), DeepSpeed ZeRO-3's partition (``ds_tensor``; the parameter itself is an
-    empty placeholder), or the parameter."""
-    partition = getattr(param, "ds_tensor", None)
+    shard of a ``DTensor`` (FSDP2), DeepSpeed ZeRO-3's partition, or the parameter."""
+    partition = _zero3_partition(param)
     if partition is not None:
         return partition
     to_local = getattr(param, "to_local", None)  # DTensor
@@ -133,7 +138,7 @@ def global_numel(param: Tensor) -> int:
 
 def _replication(param: Tensor, world_size: int) -> int:
     """How many processes hold the same elements as this process does for ``param``."""
-    if getattr(param, "ds_tensor", None) is not None:
+    if _zero3_partition(param) is not None:
         return 1  # DeepSpeed ZeRO-3: disjoint partitions (the padding of the last one never moves)
     placements = getattr(param, "placements", None)
     if placements is None:
