@@ -21,6 +21,9 @@ Families (both from scratch, on ``--text_dir`` with line-aligned ``{train,valid}
   ``autodrop_paper`` (the paper's preset), ``constant``, ``schedule_free`` and ``schedule_free_3x``
   (Schedule-Free AdamW at the same peak LR and at 3x, constant schedule), ``reduce_lr_on_plateau`` (the dev
   loss at every evaluation, patience 1, factor 0.5; Transformers runs it without warm-up);
+- ``autodrop_anytime_average``, ``constant_average``: the same training as ``autodrop_anytime`` and ``constant``,
+  each evaluation read on a polynomial-decay average of the weights (:class:`IterateAverage`), not on the
+  last iterate — a candidate for the next horizon-free rule, not a library feature;
 - told the horizon (one run per budget): ``linear`` (the oracle), ``wsd`` (warmup-stable-decay with a linear
   cool-down over the last 20%), ``autodrop`` (the known-horizon default). As Hägele et al. do, a ``wsd`` run
   branches from the ``constant`` run's checkpoint at 80% of its budget (``--branch_from``: that run's output
@@ -68,6 +71,8 @@ HORIZON_FREE = (
     "schedule_free",
     "schedule_free_3x",
     "reduce_lr_on_plateau",
+    "autodrop_anytime_average",
+    "constant_average",
 )
 TOLD_THE_HORIZON = ("linear", "wsd", "autodrop")
 SEQUENCE = 128
@@ -158,6 +163,44 @@ class SaveAt(TrainerCallback):
             control.should_save = True
 
 
+class IterateAverage(TrainerCallback):
+    """A polynomial-decay average of the weights (Shamir and Zhang, 2013), read at any step without a horizon:
+    ``x̄_t = x̄_(t-1) + (γ + 1)/(t + γ)·(x_t - x̄_(t-1))``, ``γ = 5`` (the weight of step ``s`` in ``x̄_t`` falls
+    as ``(s/t)^5``: roughly the last fifth of the steps taken). Every evaluation is repeated on it, its metrics
+    logged as ``avg_*``; training never sees it. ``trainer`` must be set before ``train()``."""
+
+    gamma = 5
+
+    def __init__(self) -> None:
+        self.average: list[torch.Tensor] | None = None
+        self.trainer: Trainer | None = None
+        self._evaluating = False
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        weight = (self.gamma + 1) / (state.global_step + self.gamma)
+        with torch.no_grad():
+            if self.average is None:
+                self.average = [p.detach().clone() for p in model.parameters()]
+            for average, p in zip(self.average, model.parameters(), strict=True):
+                average.lerp_(p.detach(), weight)
+
+    def on_evaluate(self, args, state, control, model=None, **kwargs):
+        if self._evaluating or self.average is None:
+            return
+        self._evaluating = True
+        current = [p.detach().clone() for p in model.parameters()]
+        try:
+            with torch.no_grad():
+                for average, p in zip(self.average, model.parameters(), strict=True):
+                    p.copy_(average)
+            self.trainer.evaluate(metric_key_prefix="avg")
+        finally:
+            with torch.no_grad():
+                for saved, p in zip(current, model.parameters(), strict=True):
+                    p.copy_(saved)
+            self._evaluating = False
+
+
 def training_arguments(args: argparse.Namespace, family: dict[str, Any], output_dir: Path) -> TrainingArguments:
     """The arguments of ``args.schedule``; the same for every schedule but the schedule and the optimizer."""
     plain, autodrop, _, _ = family["classes"]
@@ -180,7 +223,7 @@ def training_arguments(args: argparse.Namespace, family: dict[str, Any], output_
         use_cpu=True,
         **family["extra_arguments"],
     )
-    schedule = args.schedule
+    schedule = args.schedule.removesuffix("_average")
     if schedule.startswith("autodrop"):
         preset = {"autodrop_anytime": "anytime", "autodrop_paper": "paper", "autodrop": "default"}[schedule]
         return autodrop(lr_scheduler_type="autodrop", autodrop_preset=preset, **common)
@@ -202,13 +245,13 @@ def training_arguments(args: argparse.Namespace, family: dict[str, Any], output_
     return plain(lr_scheduler_type={"constant": "constant_with_warmup", "linear": "linear"}[schedule], **common)
 
 
-def evaluations(log: list[dict[str, Any]]) -> list[dict[str, float]]:
-    """Every evaluation's metrics by step, without the ``eval_`` prefix (``dev_loss``, ``train_loss``, ``dev_bleu``)."""
+def evaluations(log: list[dict[str, Any]], prefix: str = "eval_") -> list[dict[str, float]]:
+    """Every evaluation's metrics by step, without their prefix (``dev_loss``, ``train_loss``, ``dev_bleu``)."""
     by_step: dict[int, dict[str, float]] = {}
     for entry in log:
         for key, value in entry.items():
-            if key.startswith("eval_") and not key.endswith(("_runtime", "_per_second")) and key != "eval_dev_gen_len":
-                by_step.setdefault(entry["step"], {"step": entry["step"]})[key.removeprefix("eval_")] = value
+            if key.startswith(prefix) and not key.endswith(("_runtime", "_per_second", "_gen_len")):
+                by_step.setdefault(entry["step"], {"step": entry["step"]})[key.removeprefix(prefix)] = value
     return [by_step[step] for step in sorted(by_step)]
 
 
@@ -235,6 +278,9 @@ def main() -> None:
     family = FAMILIES[args.family](args.text_dir, args.seed)
     trainer_class = family["classes"][3 if args.schedule.startswith("autodrop") else 2]
     callbacks = [SaveAt({round(0.8 * b) for b in args.save_at_budgets})] if args.save_at_budgets else []
+    averaged = args.schedule.endswith("_average")
+    if averaged:
+        callbacks.append(IterateAverage())
     trainer = trainer_class(
         model=family["model"],
         args=training_arguments(args, family, output_dir),
@@ -243,6 +289,8 @@ def main() -> None:
         callbacks=callbacks,
         **family.get("trainer_kwargs", {}),
     )
+    if averaged:
+        callbacks[-1].trainer = trainer
     resume = None
     if args.schedule == "wsd" and args.branch_from is not None:
         resume = str(args.branch_from / f"checkpoint-{round(0.8 * args.budget)}")
@@ -263,7 +311,7 @@ def main() -> None:
         "train_seconds": seconds,
         "steps_run": trainer.state.global_step,
         "parameters": sum(p.numel() for p in trainer.model.parameters()),
-        "evals": evaluations(trainer.state.log_history),
+        "evals": evaluations(trainer.state.log_history, "avg_" if averaged else "eval_"),
         "train_log": [
             {"step": e["step"], "lr": e["learning_rate"], "loss": e["loss"]}
             for e in trainer.state.log_history

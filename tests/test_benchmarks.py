@@ -4,6 +4,7 @@ script and of the quick-start example on tiny inputs, so that none of them can r
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -298,16 +299,20 @@ def test_the_horizon_free_benchmarks_run_on_tiny_inputs(tmp_path: Path) -> None:
     lm = _run(
         ["bash", "benchmarks/anytime_quality.sh"],
         FAMILY="lm",
-        SCHEDULES="constant wsd",
+        SCHEDULES="constant wsd constant_average",
         BUDGETS="8 16",
         RESULTS=str(results / "lm"),
         **env,
     ).stdout
-    assert lm.count("done: ") == 3 and "FAILED" not in lm  # 1 constant run, 2 cool-downs branched from it
+    assert lm.count("done: ") == 4 and "FAILED" not in lm  # 1 constant run, 2 cool-downs branched from it
     constant = json.loads((results / "lm" / "constant_b16_seed0.json").read_text())
     wsd = json.loads((results / "lm" / "wsd_b16_seed0.json").read_text())
     assert wsd["steps_run"] == 16 and [e["step"] for e in constant["evals"]] == [2, 4, 6, 8, 10, 12, 14, 16]
     assert wsd["evals"][:6] == constant["evals"][:6]  # the same run up to the branch point, step 13
+    # the same training, read on the averaged weights: other losses at every evaluation but the first steps'
+    averaged = json.loads((results / "lm" / "constant_average_b16_seed0.json").read_text())
+    assert averaged["train_log"] == constant["train_log"] and len(averaged["evals"]) == 8
+    assert all(a["dev_loss"] != c["dev_loss"] for a, c in zip(averaged["evals"], constant["evals"], strict=True))
     translation = _run(
         ["bash", "benchmarks/anytime_quality.sh"],
         FAMILY="translation",
@@ -340,3 +345,25 @@ def test_the_horizon_free_benchmarks_run_on_tiny_inputs(tmp_path: Path) -> None:
     )
     table = (tmp_path / "anytime_selection.md").read_text()
     assert "| anytime (chosen) |" in table and "Mean rank" in table
+
+
+def test_the_iterate_average_is_the_polynomial_decay_average() -> None:
+    """Against the direct float64 sum: x̄_t = Σ_s w_s x_s, w_s = c_s Π_(r>s) (1 - c_r), c_s = (γ+1)/(s+γ)."""
+    import torch
+    from anytime import IterateAverage
+    from transformers import TrainerState
+
+    model = torch.nn.Linear(1, 1, bias=False).double()
+    average, state, trajectory = IterateAverage(), TrainerState(), []
+    for step in range(1, 41):
+        with torch.no_grad():
+            model.weight.fill_(step**0.5 + (-1) ** step)
+        trajectory.append(model.weight.item())
+        state.global_step = step
+        average.on_step_end(None, state, None, model=model)
+    gamma = IterateAverage.gamma
+    rates = [(gamma + 1) / (s + gamma) for s in range(1, 41)]
+    expected = sum(
+        x * c * math.prod(1 - r for r in rates[s:]) for s, (x, c) in enumerate(zip(trajectory, rates, strict=True), 1)
+    )
+    assert float(average.average[0]) == pytest.approx(expected, rel=1e-12)
