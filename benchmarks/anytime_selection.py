@@ -11,6 +11,8 @@ seeds. Problems (float64, fresh noise every step): the README's quick-start regr
 ``rule_selection.py`` that use Adam (noisy quadratic, logistic regression near a good solution, online
 teacher-student MLP; 30 warm-up steps). Every AutoDrop rule is the library's readable twin
 (:class:`autodrop_hf.core.autodrop_reference.ReferenceAutoDrop`); the rejected candidates are small variations of it.
+The ``+ average`` schedules train as their base schedule and are read on a polynomial-decay average of the
+iterates (``AVERAGE_GAMMA``): candidates for the next rule, measured after the rule was frozen.
 """
 
 from __future__ import annotations
@@ -149,6 +151,8 @@ RULES = {
     "previous rule (window 64, 0.95)": (ReferenceAutoDrop, AutoDropConfig(window_size=64, drop_factor=0.95)),
 }
 ANCHORS = ("constant", "wsd 20%", "schedule-free", "schedule-free 3x")
+AVERAGED = ("constant + average", "anytime (chosen) + average")  # read on the average, not the last iterate
+AVERAGE_GAMMA = 5  # x̄_t = x̄_(t-1) + (γ+1)/(t+γ)·(x_t - x̄_(t-1)): about the last fifth of the steps taken
 
 
 def run(problem: str, schedule: str, length: int, lr: float, seed: int, budgets: list[int]) -> dict[int, float]:
@@ -164,11 +168,14 @@ def run(problem: str, schedule: str, length: int, lr: float, seed: int, budgets:
             if t in budgets:
                 out[t] = data.loss(optimizer.x)
         return out
+    averaged = schedule in AVERAGED
+    schedule = schedule.removesuffix(" + average")
     twin = None
     if schedule in RULES:
         cls, config = RULES[schedule]
         twin = cls(config, AdamW.momentum, None, warmup)
     x, optimizer = data.x0.copy(), AdamW(data.x0.size, weight_decay)
+    average = x.copy()
     for t in range(1, length + 1):
         factor = min(1.0, t / warmup)
         if schedule == "linear" and t > warmup:
@@ -180,8 +187,9 @@ def run(problem: str, schedule: str, length: int, lr: float, seed: int, budgets:
         x = optimizer.step(x, data.grad(x, rng), lr * factor)
         if twin is not None:
             twin.step(torch.from_numpy(x))
+        average += (AVERAGE_GAMMA + 1) / (t + AVERAGE_GAMMA) * (x - average)
         if t in budgets:
-            out[t] = data.loss(x)
+            out[t] = data.loss(average if averaged else x)
     return out
 
 
@@ -189,7 +197,7 @@ def cell(job: tuple[str, float, int, list[int]]) -> tuple[tuple[str, float, int]
     problem, lr, seed, budgets = job
     metrics = {"linear": {b: run(problem, "linear", b, lr, seed, [b])[b] for b in budgets}}
     metrics["wsd 20%"] = {b: run(problem, "wsd 20%", b, lr, seed, [b])[b] for b in budgets}
-    for schedule in ("constant", "schedule-free", "schedule-free 3x", *RULES):
+    for schedule in ("constant", "schedule-free", "schedule-free 3x", *RULES, *AVERAGED):
         metrics[schedule] = run(problem, schedule, budgets[-1], lr, seed, budgets)
     return (problem, lr, seed), metrics
 
