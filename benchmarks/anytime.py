@@ -167,7 +167,8 @@ class IterateAverage(TrainerCallback):
     """A polynomial-decay average of the weights (Shamir and Zhang, 2013), read at any step without a horizon:
     ``x̄_t = x̄_(t-1) + (γ + 1)/(t + γ)·(x_t - x̄_(t-1))``, ``γ = 5`` (the weight of step ``s`` in ``x̄_t`` falls
     as ``(s/t)^5``: roughly the last fifth of the steps taken). Every evaluation is repeated on it, its metrics
-    logged as ``avg_*``; training never sees it. ``trainer`` must be set before ``train()``."""
+    logged as ``avg_*``; training never sees it (nor the random numbers those evaluations draw), so the run is the
+    one of its base schedule. ``trainer`` must be set before ``train()``."""
 
     gamma = 5
 
@@ -193,7 +194,8 @@ class IterateAverage(TrainerCallback):
             with torch.no_grad():
                 for average, p in zip(self.average, model.parameters(), strict=True):
                     p.copy_(average)
-            self.trainer.evaluate(metric_key_prefix="avg")
+            with torch.random.fork_rng(devices=[]):  # a DataLoader draws its seed from the global generator
+                self.trainer.evaluate(metric_key_prefix="avg")
         finally:
             with torch.no_grad():
                 for saved, p in zip(current, model.parameters(), strict=True):
@@ -312,6 +314,7 @@ def main() -> None:
         "steps_run": trainer.state.global_step,
         "parameters": sum(p.numel() for p in trainer.model.parameters()),
         "evals": evaluations(trainer.state.log_history, "avg_" if averaged else "eval_"),
+        "last_iterate_evals": evaluations(trainer.state.log_history) if averaged else None,
         "train_log": [
             {"step": e["step"], "lr": e["learning_rate"], "loss": e["loss"]}
             for e in trainer.state.log_history

@@ -312,6 +312,7 @@ def test_the_horizon_free_benchmarks_run_on_tiny_inputs(tmp_path: Path) -> None:
     # the same training, read on the averaged weights: other losses at every evaluation but the first steps'
     averaged = json.loads((results / "lm" / "constant_average_b16_seed0.json").read_text())
     assert averaged["train_log"] == constant["train_log"] and len(averaged["evals"]) == 8
+    assert averaged["last_iterate_evals"] == constant["evals"]
     assert all(a["dev_loss"] != c["dev_loss"] for a, c in zip(averaged["evals"], constant["evals"], strict=True))
     translation = _run(
         ["bash", "benchmarks/anytime_quality.sh"],
