@@ -131,8 +131,9 @@ class AdamProblem:
         (AutoDropConfig.paper(window_size=4), 3000, 30, 0.9),
         (AutoDropConfig.anytime(), 6000, 100, 0.9),
         (AutoDropConfig.anytime(buffer_size=4, min_lr=5e-3, done_scale=0.5), 3000, 0, 0.9),
+        (AutoDropConfig.anytime_average(), 6000, 100, 0.9),
     ],
-    ids=["defaults", "window3-z1", "fixed-factor", "min-lr", "paper", "anytime", "anytime-m4-floor-done"],
+    ids=["defaults", "window3-z1", "fixed-factor", "min-lr", "paper", "anytime", "anytime-m4-floor-done", "averaged"],
 )
 def test_fast_path_takes_the_readable_twins_decisions_step_by_step(config, steps, warmup, beta):
     problem = AdamProblem(num_warmup_steps=warmup)

@@ -17,7 +17,7 @@ def test_defaults_are_the_library_rule_and_the_paper_preset_is_the_papers():
     anytime = AutoDropConfig.preset("anytime", buffer_size=6)
     assert (anytime.window_size, anytime.drop_factor, anytime.buffer_size) == ("growing", "power", 6)
     assert (config.done_scale, config.stop_when_done) == (0.1, False)
-    with pytest.raises(ValueError, match=r"preset 'fast': use one of \['anytime', 'default', 'paper'\]"):
+    with pytest.raises(ValueError, match=r"'fast': use one of \['anytime', 'anytime_average', 'default', 'paper'\]"):
         AutoDropConfig.preset("fast")
 
 

@@ -506,3 +506,66 @@ def test_a_bad_flag_value_is_an_argparse_error_naming_the_flag(capsys, flag, val
     error = capsys.readouterr().err.splitlines()[-1]
     assert f"error: argument --autodrop_{flag}/--autodrop-" in error
     assert re.search(message, error), error
+
+
+def test_with_the_average_evaluations_read_it_training_is_unchanged_and_the_model_keeps_it(tmp_path):
+    def train(config, folder, **kw):
+        args = training_args(
+            folder,
+            cls=TrainingArguments,
+            lr_scheduler_type="constant_with_warmup",
+            eval_strategy="steps",
+            eval_steps=30,
+            max_steps=90,
+            **kw,
+        )
+        trainer = Trainer(
+            model=tiny_bert(),
+            args=args,
+            train_dataset=TokenParity(),
+            eval_dataset=TokenParity(64, seed=1),
+            callbacks=[AutoDropCallback(config)],
+        )
+        trainer.train()
+        return trainer
+
+    config = AutoDropConfig(window_size=4, buffer_size=3, drop_factor=0.9)
+    plain = train(config, tmp_path / "plain")
+    averaged = train(config.replace(average=True), tmp_path / "averaged")
+
+    def logged(trainer, key):
+        return [(e["step"], e[key]) for e in trainer.state.log_history if key in e]
+
+    assert logged(plain, "loss") == logged(averaged, "loss") and autodrop_of(plain).drops
+    assert [s for s, _ in logged(averaged, "eval_loss")] == [30, 60, 90]
+    assert all(a != p for (_, a), (_, p) in zip(logged(averaged, "eval_loss"), logged(plain, "eval_loss"), strict=True))
+    kept = autodrop_of(averaged).weight_average
+    average = {id(p): a for p, a in zip(kept.params, kept.average, strict=True)}
+    assert all(torch.equal(p, average[id(p)]) for p in averaged.model.parameters() if p.requires_grad)
+    assert not torch.equal(averaged.model.classifier.weight, plain.model.classifier.weight)
+    assert averaged.evaluate()["eval_loss"] == logged(averaged, "eval_loss")[-1][1]  # the same average at step 90
+
+
+def test_the_average_resumes_exactly_in_the_trainer_and_best_model_loading_is_refused(tmp_path):
+    def make_args(folder, **kw):
+        return training_args(folder, **ANYTIME, autodrop_average=True, max_steps=300, **kw)
+
+    straight, straight_lrs = run(AutoDropTrainer, make_args(tmp_path / "straight"))
+    run(AutoDropTrainer, make_args(tmp_path / "first", save_strategy="steps", save_steps=203))
+    resumed, resumed_lrs = run(
+        AutoDropTrainer, make_args(tmp_path / "first"), resume=str(tmp_path / "first/checkpoint-203"), model_seed=7
+    )
+    assert resumed_lrs == {s: lr for s, lr in straight_lrs.items() if s > 203}
+    pairs = zip(resumed.model.parameters(), straight.model.parameters(), strict=True)
+    assert all(torch.equal(a, b) for a, b in pairs)
+    assert autodrop_of(straight).weight_average.step > 203
+    best = training_args(
+        tmp_path / "best",
+        **ANYTIME,
+        autodrop_average=True,
+        eval_strategy="steps",
+        save_strategy="steps",
+        load_best_model_at_end=True,
+    )
+    with pytest.raises(ValueError, match="load_best_model_at_end"):
+        AutoDropTrainer(model=tiny_bert(), args=best, train_dataset=TokenParity(), eval_dataset=TokenParity(8))

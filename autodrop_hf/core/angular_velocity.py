@@ -315,6 +315,7 @@ class WindowedAngularVelocity:
         self.steps_in_window = 0
         self.phase = WindowPhase.EMPTY
         self._warned_skip = False
+        self.means_taken = 0  #: window means taken into the reference so far (in this process's life)
 
     def _build_buffers(self) -> None:
         """Window buffers (and in the memory-light mode the sampled views) for where the parameters live now."""
@@ -376,6 +377,13 @@ class WindowedAngularVelocity:
         if self.phase is not WindowPhase.EMPTY:
             self.phase = WindowPhase.SNAPSHOT
 
+    def window_means(self) -> tuple[list[Tensor], list[Tensor]]:
+        """The watched tensors (each process's own part) and the mean of each over the last window taken
+        (:attr:`means_taken`): the reference buffers, live. Exact mode only: a sample has no whole tensors."""
+        if self.sample_stride > 1:
+            raise RuntimeError("window means of whole tensors need the exact mode (sample_fraction=1).")
+        return [p for b in self.buffers for p in b.params], [m for b in self.buffers for m in b.reference_views]
+
     @property
     def num_blocks_in_all_processes(self) -> int:
         """Blocks watched by all processes together, each counted once: about :attr:`total_elements` over
@@ -425,6 +433,7 @@ class WindowedAngularVelocity:
                 return None
             for b in self.buffers:
                 b.reference.add_(b.window_sum, alpha=1 / self.window_size)
+            self.means_taken += 1
             self.phase = WindowPhase.FIRST_MEAN
             return None
         measuring = self.phase is WindowPhase.MEASURING
@@ -436,6 +445,7 @@ class WindowedAngularVelocity:
         for b in self.buffers:
             b.reference.add_(b.window_sum, alpha=1 / self.window_size)  # the reference is now y_i
             b.swap_window_sum_and_previous()  # s_i becomes the previous displacement
+        self.means_taken += 1
         self.phase = WindowPhase.MEASURING
         return angle
 

@@ -6,6 +6,7 @@ The readable float64 twin of the whole decision rule is :mod:`autodrop_hf.core.a
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import numbers
@@ -27,7 +28,7 @@ from .angular_velocity import (
     trainable_parameters,
 )
 from .autodrop_state import AngleRecord, Decision, validated_state
-from .config import POWER_DECAY_EXPONENT, AutoDropConfig
+from .config import AutoDropConfig
 from .history import HISTORY_FILE, append_record, resume_history
 from .noise_floor import MomentumFilter, momentum_filter, noise_floor
 from .optimizer_steps import OptimizerStepCounter
@@ -43,6 +44,7 @@ from .scheduler_adapters import (
 )
 from .user_warnings import warn
 from .validation import number, optional_count
+from .weight_average import WeightAverage
 
 logger = logging.getLogger("autodrop_hf")
 
@@ -57,7 +59,8 @@ class AutoDrop:
 
     After ``num_warmup_steps``, every ``window_size`` steps give an angle (degrees) and every ``buffer_size``
     angles a decision; a drop lowers :attr:`scale`, and each group's learning rate is its schedule's value times
-    ``max(scale, min_lr / peak_lr)`` from the next step. :attr:`done` says when training is done.
+    ``max(scale, min_lr / peak_lr)`` from the next step. :attr:`done` says when training is done. With
+    ``config.average``, :meth:`averaged` swaps a weight average in (to evaluate) and :meth:`load_average` keeps it.
 
     Args:
         model_or_params: a module, tensors or parameter groups; those with ``requires_grad`` are watched (tensors
@@ -109,6 +112,7 @@ class AutoDrop:
         self.process_group, world_size = _process_group(process_group, accelerator)
         self._candidates = candidate_parameters(model_or_params)
         self.angular_velocity = self._watch(trainable_parameters(self._candidates), world_size)
+        self.weight_average = WeightAverage() if self.config.average else None
         self.test = self._new_test()
         scales = lr_scales_of(scheduler)  # 1.0, or the drops a restored scheduler carries
         self.scale = 1.0 if scales is None else min(scales)
@@ -201,9 +205,15 @@ class AutoDrop:
         elements = sum(global_numel(p) for p in params)
         stride = self.config.sample_stride(elements)
         meter = WindowedAngularVelocity(params, self.window_size, reduce_sums, world_size, stride)
+        if self.config.average:
+            _check_averageable(meter, self.config)
         blocks = meter.num_blocks_in_all_processes
         if stride == 1:
-            logger.info("AutoDrop: watching all %s trainable elements (exact mode, 12 bytes each).", f"{elements:,}")
+            logger.info(
+                "AutoDrop: watching all %s trainable elements (exact mode, %d bytes each).",
+                f"{elements:,}",
+                16 if self.config.average else 12,
+            )
         else:
             logger.info(
                 "AutoDrop: the memory-light mode watches every %d-th block of %d of the %s trainable elements (%s "
@@ -306,7 +316,10 @@ class AutoDrop:
             return False  # warm-up, or the learning rate is 0 for good: nothing moves, nothing to decide
         if self.window_grows and self.angular_velocity.phase is WindowPhase.EMPTY:
             self._grow_window()  # observation starts: windows sized from the steps taken so far
+        means_taken = self.angular_velocity.means_taken
         angle = self.angular_velocity.observe()
+        if self.weight_average is not None and self.angular_velocity.means_taken != means_taken:
+            self.weight_average.update(*self.angular_velocity.window_means(), self.num_steps)
         if self.angular_velocity.steps_in_window != 0:
             return False
         self._update_momentum()
@@ -420,7 +433,7 @@ class AutoDrop:
         decision is its start: no drop)."""
         if len(self.decisions) < 2:
             return 1.0
-        return (self.decisions[-2].step / self.num_steps) ** POWER_DECAY_EXPONENT
+        return (self.decisions[-2].step / self.num_steps) ** self.config.power_exponent
 
     def _grow_window(self) -> None:
         """Growing windows: the window size the steps taken give, from the next window on."""
@@ -459,6 +472,26 @@ class AutoDrop:
         """Whether training is done: a decision found the angle saturated with every group's learning rate at
         most ``done_scale`` of its peak (or at its ``min_lr``), or the learning rate reached 0. It stays done."""
         return self.done_step is not None
+
+    def averaged(self) -> contextlib.AbstractContextManager[None]:
+        """A context in which the watched parameters hold the weight average (``config.average``), for an
+        evaluation; after it they hold their own values again, bit for bit::
+
+            with autodrop.averaged():
+                evaluate(model)
+
+        Before the first window mean (the warm-up and one window after it) the parameters are left as they are.
+        Memory: a temporary copy of the parameters meanwhile."""
+        return self._average().swapped_in()
+
+    def load_average(self) -> None:
+        """Write the weight average into the parameters for good: the model to keep, at the end of training."""
+        self._average().copy_to_params()
+
+    def _average(self) -> WeightAverage:
+        if self.weight_average is None:
+            raise RuntimeError("this AutoDrop keeps no weight average: build it with AutoDropConfig(average=True).")
+        return self.weight_average
 
     @property
     def lr_scales(self) -> list[float]:
@@ -569,6 +602,7 @@ class AutoDrop:
             "done_step": self.done_step,
             "test": self.test.state_dict(),
             "angular_velocity": self.angular_velocity.state_dict(),
+            **({} if self.weight_average is None else {"average": self.weight_average.state_dict()}),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -612,6 +646,11 @@ class AutoDrop:
             return
         test = self._new_test()
         test.load_state_dict(state["test"])
+        average = None
+        if self.weight_average is not None:
+            average = WeightAverage(self.weight_average.gamma)
+            if isinstance(state.get("average"), dict):  # a state saved without the average: it starts afresh
+                average.load_state_dict(state["average"], self.angular_velocity.window_means()[0])
         meter, window = self.angular_velocity, self.window_size
         if self.config.window_size in ("auto", "growing"):
             meter.window_size = saved_window
@@ -621,6 +660,8 @@ class AutoDrop:
             meter.window_size = window
             raise
         self.test = test
+        if average is not None:
+            self.weight_average = average
         self._set_window_size(meter.window_size)
         self.done_step = values["done_step"]
         self.num_steps = values["num_steps"]
@@ -684,3 +725,18 @@ def _process_group(process_group: Any, accelerator: Any) -> tuple[Any, int]:
             )
         return None, 1
     return process_group, torch.distributed.get_world_size(process_group)
+
+
+def _check_averageable(meter: WindowedAngularVelocity, config: AutoDropConfig) -> None:
+    """``average=True`` averages whole, replicated tensors: refuse a sample or sharded parameters at once."""
+    if meter.sample_stride > 1:
+        raise ValueError(
+            f"average=True keeps an average of every trainable element, and sample_fraction="
+            f"{config.sample_fraction!r} watches a sample of this model's {meter.total_elements:,}: set "
+            "sample_fraction=1 (4 more bytes per element than the exact mode's 12), or leave average out."
+        )
+    if meter.is_sharded:
+        raise ValueError(
+            "average=True needs parameters that every process holds whole (one process, DDP, DeepSpeed ZeRO-1/2); "
+            "these are sharded (FSDP2 or ZeRO-3): leave average out."
+        )

@@ -179,14 +179,14 @@ class ReferenceAutoDrop:
 
     def drop_factor(self) -> float:
         """ρ; ``"linear"``: the step of a linear decay to 0 at step T over one decision interval; ``"power"``:
-        the step of the decay ``t ** -0.5`` since the previous decision (none at the first)."""
+        the step of the decay ``t ** -power_exponent`` since the previous decision (none at the first)."""
         rule = self.config.drop_factor
         if rule == "auto":
             rule = "power" if self.total is None else "linear"
         if rule == "power":
             if len(self.decision_steps) < 2:
                 return 1.0
-            return math.sqrt(self.decision_steps[-2] / self.decision_steps[-1])
+            return (self.decision_steps[-2] / self.decision_steps[-1]) ** self.config.power_exponent
         if rule != "linear":
             return rule
         remaining = self.total - self.step_count

@@ -15,8 +15,10 @@ AUTO_WINDOWS_PER_RUN = 1000
 #: Growing windows (``window_size="growing"``, the noise-floor test's ``"auto"`` without a horizon) are at most
 #: ``1 / GROWING_WINDOW_DIVISOR`` of the steps taken.
 GROWING_WINDOW_DIVISOR = 50
-#: ``drop_factor="power"``: drops are the stairs of the decay ``(t / t_0) ** -POWER_DECAY_EXPONENT``.
+#: ``drop_factor="power"``: drops are the stairs of the decay ``(t / t_0) ** -power_exponent``; its default ...
 POWER_DECAY_EXPONENT = 0.5
+#: ... and the preset ``"anytime_average"``'s, gentler: the average removes much of the noise a decay would.
+AVERAGED_POWER_EXPONENT = 0.25
 #: ``sample_fraction="auto"`` watches every element of a model with at most this many trainable elements ...
 AUTO_EXACT_LIMIT = 10_000_000
 #: ... and above it a sample of about this many (32,768 blocks of 8: a median angle error near 0.15°).
@@ -31,10 +33,12 @@ SATURATION_TESTS = ("noise_floor", "smoothed_change")
 @dataclass(frozen=True)
 class AutoDropConfig:
     """Hyper-parameters of AutoDrop, checked at construction. The defaults are the library's rule; :meth:`paper`
-    is the paper's, :meth:`anytime` the horizon-free rule. Example::
+    is the paper's, :meth:`anytime` the horizon-free rule, :meth:`anytime_average` the horizon-free rule read on a
+    weight average. Example::
 
         AutoDropConfig(min_lr=1e-6)                   # the default rule, with a floor
         AutoDropConfig.anytime(stop_when_done=True)   # no step budget: stop when done
+        AutoDropConfig.anytime_average()              # no step budget: evaluate and keep the average
 
     Args:
         saturation_test: ``"noise_floor"``: hold while the mean of ``buffer_size`` angles is ``drift_z`` standard
@@ -43,7 +47,9 @@ class AutoDropConfig:
             steps, ``"growing"`` without (64 for the paper's test); ``"growing"``: the largest power of 2 at
             most ``t / 50`` at step ``t``.
         drop_factor: a factor ρ in (0, 1); ``"linear"``: stairs of a linear decay to 0 at the last step;
-            ``"power"``: stairs of ``(t / t_0) ** -0.5``; ``"auto"``: ``"linear"`` with ``T``, else ``"power"``.
+            ``"power"``: stairs of ``(t / t_0) ** -power_exponent``; ``"auto"``: ``"linear"`` with ``T``, else
+            ``"power"``.
+        power_exponent: the exponent of ``drop_factor="power"``'s decay (0.5; 0.25 in ``anytime_average``).
         buffer_size: angles per decision (at least 2).
         threshold: the paper's test: degrees of change of the smoothed angle under which it has saturated.
         drift_z: the noise-floor test: standard errors below ψ that mean progress.
@@ -52,9 +58,13 @@ class AutoDropConfig:
         stop_when_done: the Trainer stops when AutoDrop says done.
         sample_fraction: the memory-light mode: the fraction of trainable elements watched, in blocks (1: all);
             ``"auto"``: all up to 10M trainable elements, about 262,144 above.
+        average: keep a polynomial-decay average of the weights (about the last fifth of the steps, from the
+            window means: no per-step cost, 4 more bytes per element), read for evaluation and kept at the end
+            (:meth:`AutoDrop.averaged`); needs every element watched (``"auto"`` sampling then watches all) and
+            parameters not sharded.
 
     ``docs/algorithm.md`` derives each: the test (§3), what a drop does (§4), the paper's rule (§5), the
-    memory-light mode (§7).
+    horizon-free rules and the average (§6b), the memory-light mode (§7).
     """
 
     saturation_test: Literal["noise_floor", "smoothed_change"] = field(
@@ -79,6 +89,10 @@ class AutoDropConfig:
             "step); 'power' (stairs of an inverse-square-root decay, no horizon needed); or 'auto' = 'linear' "
             "if the number of steps is known, else 'power'."
         },
+    )
+    power_exponent: float = field(
+        default=POWER_DECAY_EXPONENT,
+        metadata={"help": "drop_factor='power': the exponent of the decay its stairs follow, (t / t_0) ** -exponent."},
     )
     buffer_size: int = field(
         default=10,
@@ -115,6 +129,14 @@ class AutoDropConfig:
         },
     )
 
+    average: bool = field(
+        default=False,
+        metadata={
+            "help": "Keep a polynomial-decay average of the weights (from the window means: no per-step cost), "
+            "evaluate on it and leave it in the model at the end of training."
+        },
+    )
+
     def __post_init__(self) -> None:
         if self.saturation_test not in SATURATION_TESTS:
             raise ValueError(f"saturation_test must be one of {SATURATION_TESTS}, got {self.saturation_test!r}.")
@@ -128,8 +150,16 @@ class AutoDropConfig:
             object.__setattr__(self, "drop_factor", value)
         done = real("done_scale", self.done_scale, "0 < done_scale <= 1", lambda v: 0 < v <= 1)
         object.__setattr__(self, "done_scale", done)
-        if not isinstance(self.stop_when_done, bool):
-            raise ValueError(f"stop_when_done must be True or False, got {describe(self.stop_when_done)}.")
+        for flag in ("stop_when_done", "average"):
+            if not isinstance(getattr(self, flag), bool):
+                raise ValueError(f"{flag} must be True or False, got {describe(getattr(self, flag))}.")
+        exponent = real("power_exponent", self.power_exponent, "0 < power_exponent <= 2", lambda v: 0 < v <= 2)
+        object.__setattr__(self, "power_exponent", exponent)
+        if exponent != POWER_DECAY_EXPONENT and self.drop_factor not in ("power", "auto"):
+            raise ValueError(
+                f"power_exponent={exponent} is read only by drop_factor='power' (or 'auto' without a horizon), and "
+                f"this config has drop_factor={self.drop_factor!r}: leave power_exponent out, or use 'power'."
+            )
         if window == "growing" and self.saturation_test != "noise_floor":
             raise ValueError(
                 "window_size='growing' needs saturation_test='noise_floor' (the paper's test compares consecutive "
@@ -180,10 +210,17 @@ class AutoDropConfig:
         return cls(**{"window_size": "growing", "drop_factor": "power", **overrides})
 
     @classmethod
+    def anytime_average(cls, **overrides: Any) -> AutoDropConfig:
+        """The horizon-free rule read on a weight average: :meth:`anytime` with ``average=True`` and the gentler
+        stairs of ``(t / t_0) ** -0.25`` (the average removes much of the noise a decay would). Keyword
+        arguments override single values."""
+        return cls.anytime(**{"average": True, "power_exponent": AVERAGED_POWER_EXPONENT, **overrides})
+
+    @classmethod
     def preset(cls, name: str, **overrides: Any) -> AutoDropConfig:
-        """``"default"`` (the library's rule), ``"anytime"`` (the horizon-free rule) or ``"paper"``, with
-        ``overrides``."""
-        presets = {"default": cls, "anytime": cls.anytime, "paper": cls.paper}
+        """``"default"`` (the library's rule), ``"anytime"`` (the horizon-free rule), ``"anytime_average"`` (read
+        on a weight average) or ``"paper"``, with ``overrides``."""
+        presets = {"default": cls, "anytime": cls.anytime, "anytime_average": cls.anytime_average, "paper": cls.paper}
         if name not in presets:
             raise ValueError(f"unknown AutoDrop preset {name!r}: use one of {sorted(presets)}.")
         return presets[name](**overrides)
@@ -224,9 +261,10 @@ class AutoDropConfig:
     def sample_stride(self, num_elements: int) -> int:
         """Watch every ``sample_stride``-th block of a model of ``num_elements`` trainable elements (all processes):
         ``round(1 / sample_fraction)``; with ``"auto"`` 1 up to :data:`AUTO_EXACT_LIMIT` elements, else the stride
-        that keeps about :data:`AUTO_SAMPLED_ELEMENTS`."""
+        that keeps about :data:`AUTO_SAMPLED_ELEMENTS` (1 with ``average``, which keeps every element anyway)."""
         if self.sample_fraction == "auto":
-            return 1 if num_elements <= AUTO_EXACT_LIMIT else round(num_elements / AUTO_SAMPLED_ELEMENTS)
+            exact = self.average or num_elements <= AUTO_EXACT_LIMIT
+            return 1 if exact else round(num_elements / AUTO_SAMPLED_ELEMENTS)
         return max(1, round(1 / self.sample_fraction))
 
     def min_lrs(self, num_groups: int) -> list[float]:

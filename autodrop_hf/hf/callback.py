@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import shutil
 import weakref
 from pathlib import Path
@@ -30,6 +32,8 @@ STATE_FILE = "autodrop_state.pt"
 GLOBAL_STEP_KEY = "trainer_global_step"
 #: The prefix of AutoDrop's log keys.
 LOG_PREFIX = "autodrop/"
+
+logger = logging.getLogger("autodrop_hf")
 
 
 #: Where :func:`take_autodrop_kwargs` leaves what it took on the arguments (an attribute, not a field: not saved).
@@ -60,7 +64,9 @@ class AutoDropCallback(TrainerCallback):
     writes ``output_dir/autodrop_history.jsonl``, logs the ``autodrop/*`` values into the training logs and
     the reporters (never into evaluations or the metrics ``train()`` and ``evaluate()`` return), and saves its
     state into every checkpoint (one file per process under FSDP2). With ``stop_when_done`` the run stops where
-    AutoDrop says done, evaluated and saved as at its end. A drop multiplies whatever schedule the Trainer runs:
+    AutoDrop says done, evaluated and saved as at its end. With ``average=True`` every evaluation during training
+    reads the weight average, checkpoints hold the live weights (and the average in the AutoDrop state, to resume),
+    and at the end of training the model holds the average. A drop multiplies whatever schedule the Trainer runs:
     ``constant_with_warmup`` (or :class:`~autodrop_hf.AutoDropTrainer` with ``lr_scheduler_type="autodrop"``)
     means AutoDrop alone. One per Trainer; added with ``trainer.add_callback``, give it its ``config`` (the
     Trainer has built its schedule by then, from ``lr_scheduler_kwargs`` as they were).
@@ -90,6 +96,7 @@ class AutoDropCallback(TrainerCallback):
         self._taken: dict[str, Any] = {}  # AutoDrop's keys this callback took from another schedule's kwargs
         self._run_dir: Path | None = None  # where this run's checkpoints and history go, from on_train_begin
         self._logged_at: int | None = None  # the step whose log carries AutoDrop's values
+        self._evaluate_on_average = _EvaluateOnAverage(self)  # its place among the callbacks is set by attach
 
     # ------------------------------------------------------------------------------ set-up
     def attach(self, trainer: Trainer) -> None:
@@ -105,7 +112,8 @@ class AutoDropCallback(TrainerCallback):
         if self in callbacks:
             callbacks.remove(self)
         callbacks.insert(0, self)
-        callbacks[:] = [cb for cb in callbacks if not isinstance(cb, _RemoveLogKeys)] + [_RemoveLogKeys()]
+        tails = [self._evaluate_on_average, _RemoveLogKeys()]
+        callbacks[:] = [cb for cb in callbacks if not isinstance(cb, _EvaluateOnAverage | _RemoveLogKeys)] + tails
         if uses_autodrop(trainer.args) and not getattr(trainer, "builds_autodrop_scheduler", False):
             raise ValueError(
                 "lr_scheduler_type='autodrop' needs AutoDropTrainer (or AutoDropSeq2SeqTrainer), or a script "
@@ -114,7 +122,11 @@ class AutoDropCallback(TrainerCallback):
             )
         if self.config is None and not uses_autodrop(trainer.args):
             self._taken = take_autodrop_kwargs(trainer.args)
-            self._config(trainer.args)  # refuse bad values now, not at train()
+        if self._config(trainer.args).average and trainer.args.load_best_model_at_end:  # bad values refused now
+            raise ValueError(
+                "AutoDrop's average=True evaluates the weight average, and load_best_model_at_end would load a "
+                "checkpoint's live weights for the best average's metric: drop one of the two."
+            )
         self._attached_to = weakref.ref(trainer)
 
     def on_init_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
@@ -226,6 +238,13 @@ class AutoDropCallback(TrainerCallback):
         if self.autodrop.done and self.autodrop.config.stop_when_done:  # a run resumed after done stops at once
             stop_as_at_the_end(args, control)
 
+    def on_train_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any) -> None:
+        if self.autodrop is None or self.autodrop.weight_average is None:
+            return
+        self._evaluate_on_average.close()
+        self.autodrop.load_average()
+        logger.info("AutoDrop: the model now holds the weight average (average=True); save it with save_model().")
+
     def on_log(
         self,
         args: TrainingArguments,
@@ -291,6 +310,36 @@ def check_deepspeed(args: TrainingArguments) -> None:
             "drops would not reach the learning rate: remove that section and choose the schedule with "
             "lr_scheduler_type ('autodrop', or any other for AutoDrop to multiply)."
         )
+
+
+class _EvaluateOnAverage(TrainerCallback):
+    """After every other callback: with ``average=True``, swap the weight average into the model when an
+    evaluation is due (``control.should_evaluate`` at a step's or an epoch's end: the Trainer evaluates next) and
+    the live weights back at ``on_evaluate``, before the checkpoint is saved; a swap still open at the next step
+    (an evaluation that did not run) is closed there."""
+
+    def __init__(self, owner: AutoDropCallback) -> None:
+        self.owner = weakref.ref(owner)
+        self._swap = contextlib.ExitStack()
+
+    def _enter(self, control: TrainerControl) -> None:
+        owner = self.owner()
+        autodrop = None if owner is None else owner.autodrop
+        if control.should_evaluate and autodrop is not None and autodrop.weight_average is not None:
+            self.close()
+            self._swap.enter_context(autodrop.averaged())
+
+    def close(self, *args: Any, **kwargs: Any) -> None:
+        """Put the live weights back, if the average is in."""
+        self._swap.close()
+
+    def on_step_end(self, args: Any, state: Any, control: TrainerControl, **kwargs: Any) -> None:
+        self._enter(control)
+
+    def on_epoch_end(self, args: Any, state: Any, control: TrainerControl, **kwargs: Any) -> None:
+        self._enter(control)
+
+    on_evaluate = on_step_begin = close
 
 
 class _RemoveLogKeys(TrainerCallback):

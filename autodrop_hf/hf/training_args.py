@@ -21,7 +21,7 @@ from ..core.config import AutoDropConfig
 #: The scheduler name that selects AutoDrop (linear warm-up, then drops on saturation).
 AUTODROP_SCHEDULER = "autodrop"
 #: The presets ``--autodrop_preset`` accepts.
-PRESETS = ("default", "anytime", "paper")
+PRESETS = ("default", "anytime", "anytime_average", "paper")
 
 
 class AutoDropSchedulerName(str):

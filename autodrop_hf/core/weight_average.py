@@ -1,0 +1,93 @@
+"""A polynomial-decay average of the weights, built from AutoDrop's window means: readable at any step, no horizon.
+
+The per-step rule (Shamir and Zhang, 2013) is ``x̄_t = x̄_(t-1) + (γ+1)/(t+γ)·(x_t - x̄_(t-1))``: the weight of
+step ``s`` in ``x̄_t`` falls as ``(s/t)^γ``, so with γ = 5 the average holds roughly the last fifth of the steps
+taken, whatever the run's length. AutoDrop already sums the parameters over each window; this average is updated
+once per window from that window's mean, as if each of its steps had been the mean, so it costs nothing per step
+(one buffer of the watched elements, and a lerp per window). With windows of one step it is the per-step rule.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor
+
+#: γ of the polynomial-decay average.
+AVERAGE_GAMMA = 5
+
+
+def retained_weight(start: int, end: int, gamma: int = AVERAGE_GAMMA) -> float:
+    """The weight the average of step ``start`` keeps at step ``end`` under the per-step rule:
+    ``∏_{t=start+1}^{end} (t-1)/(t+γ) = ∏_{j=0}^{γ} (start+j)/(end+j)`` (0 when ``start`` is 0: nothing kept)."""
+    return math.prod((start + j) / (end + j) for j in range(gamma + 1))
+
+
+class WeightAverage:
+    """The average of some tensors (their window means), swapped into them to read it.
+
+    Args:
+        gamma: γ of the polynomial-decay average.
+    """
+
+    def __init__(self, gamma: int = AVERAGE_GAMMA) -> None:
+        self.gamma = gamma
+        self.step = 0  #: the optimizer step of the last update (0: empty)
+        self.params: list[Tensor] = []  #: the live tensors the average is of
+        self.average: list[Tensor] = []
+
+    @torch.no_grad()
+    def update(self, params: Sequence[Tensor], means: Sequence[Tensor], step: int) -> None:
+        """Take in the window means ``means`` of ``params`` at optimizer step ``step``: they stand for every step
+        since the last update. Other tensors than the last update's (new trainable tensors, or tensors given
+        other shapes) start the average afresh from these means."""
+        shapes = [m.shape for m in means]
+        if [a.shape for a in self.average] != shapes or step <= self.step:
+            self.average = [m.detach().clone() for m in means]
+        else:
+            torch._foreach_lerp_(self.average, list(means), 1.0 - retained_weight(self.step, step, self.gamma))
+        self.params = list(params)
+        self.step = step
+
+    @contextlib.contextmanager
+    def swapped_in(self) -> Iterator[None]:
+        """Within the block the tensors hold the average (rounded to their dtype); after it, their own values,
+        bit for bit. The live values are kept in a temporary copy meanwhile."""
+        if not self.average:
+            yield
+            return
+        with torch.no_grad():
+            live = [p.detach().clone() for p in self.params]
+            torch._foreach_copy_(self.params, self.average)
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                torch._foreach_copy_(self.params, live)
+
+    @torch.no_grad()
+    def copy_to_params(self) -> None:
+        """Write the average into the tensors for good (the end of training)."""
+        if self.average:
+            torch._foreach_copy_(self.params, self.average)
+
+    def state_dict(self) -> dict[str, Any]:
+        """The step of the last update and the average (live tensors: save the state at once)."""
+        return {"step": self.step, "average": self.average}
+
+    def load_state_dict(self, state: dict[str, Any], params: Sequence[Tensor]) -> None:
+        """Restore :meth:`state_dict` for ``params``; ``ValueError`` (and nothing changed) when it does not fit."""
+        step, average = state["step"], list(state["average"])
+        if not (isinstance(step, int) and step >= 0):
+            raise ValueError(f"AutoDrop state field 'average' has step={step!r}: an integer >= 0.")
+        if average and [tuple(a.shape) for a in average] != [tuple(p.shape) for p in params]:
+            raise ValueError("AutoDrop state's weight average does not fit the watched parameters.")
+        if not all(isinstance(a, torch.Tensor) and bool(torch.isfinite(a).all()) for a in average):
+            raise ValueError("AutoDrop state's weight average is not finite: it cannot be read.")
+        self.average = [a.to(device=p.device).clone() for a, p in zip(average, params, strict=False)]
+        self.params = list(params) if average else []
+        self.step = step

@@ -1,0 +1,152 @@
+import io
+from fractions import Fraction
+
+import pytest
+import torch
+
+from autodrop_hf import AutoDrop, AutoDropConfig
+from autodrop_hf.core.weight_average import AVERAGE_GAMMA, retained_weight
+
+WARMUP = 10
+
+
+@pytest.mark.parametrize(("start", "end"), [(0, 1), (0, 40), (1, 2), (11, 12), (16, 48), (1000, 1064)])
+def test_the_retained_weight_is_the_product_of_the_per_step_factors(start, end):
+    product = Fraction(1)
+    for t in range(start + 1, end + 1):
+        product *= 1 - Fraction(AVERAGE_GAMMA + 1, t + AVERAGE_GAMMA)
+    assert retained_weight(start, end) == pytest.approx(float(product), rel=1e-13, abs=0)
+
+
+def noisy_descent(config, steps, dtype=torch.float64, seed=0, warmup=WARMUP):
+    """Adam on a noisy quadratic; the parameter after every step and the AutoDrop watching it."""
+    torch.manual_seed(seed)
+    x = torch.nn.Parameter(torch.randn(50, dtype=dtype) * 3)
+    optimizer = torch.optim.Adam([x], lr=0.05)
+    autodrop = AutoDrop([x], config, num_warmup_steps=warmup, momentum=0.9)
+    trajectory = []
+    for _ in range(steps):
+        loss = 0.5 * ((x - torch.randn_like(x)) ** 2).sum()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        autodrop.step()
+        trajectory.append(x.detach().double().clone())
+    return x, autodrop, trajectory
+
+
+def averaged_value(autodrop, x):
+    with autodrop.averaged():
+        return x.detach().double().clone()
+
+
+def test_windows_of_one_step_give_the_per_step_polynomial_average():
+    x, autodrop, trajectory = noisy_descent(AutoDropConfig(window_size=1, drop_factor=0.5, average=True), 300)
+    average = trajectory[WARMUP]  # the first step observed, step WARMUP + 1
+    for t in range(WARMUP + 2, 301):
+        average = average + (AVERAGE_GAMMA + 1) / (t + AVERAGE_GAMMA) * (trajectory[t - 1] - average)
+    torch.testing.assert_close(averaged_value(autodrop, x), average, rtol=1e-12, atol=1e-12)
+
+
+def test_windows_of_several_steps_weigh_each_mean_as_all_of_its_steps():
+    k = 8
+    x, autodrop, trajectory = noisy_descent(AutoDropConfig(window_size=k, drop_factor=0.5, average=True), 410)
+    ends = range(WARMUP + k, 411, k)  # the observed windows' last steps
+    means = [torch.stack(trajectory[end - k : end]).mean(0) for end in ends]
+    weights = [1.0] + [1 - retained_weight(end - k, end) for end in ends[1:]]
+    average = torch.zeros(50, dtype=torch.float64)
+    for mean, weight in zip(means, weights, strict=True):
+        average = average + weight * (mean - average)
+    torch.testing.assert_close(averaged_value(autodrop, x), average, rtol=1e-12, atol=1e-12)
+    assert autodrop.weight_average.step == ends[-1]
+    assert not torch.equal(averaged_value(autodrop, x), x.detach().double())
+
+
+def test_swapping_the_average_in_and_out_gives_the_weights_back_bit_for_bit():
+    x, autodrop, _ = noisy_descent(AutoDropConfig(window_size=4, drop_factor=0.5, average=True), 200, torch.bfloat16)
+    live = x.detach().clone()
+    with autodrop.averaged():
+        inside = x.detach().clone()
+    assert torch.equal(x, live)
+    assert torch.equal(inside, autodrop.weight_average.average[0].to(torch.bfloat16)) and not torch.equal(inside, live)
+    autodrop.load_average()
+    assert torch.equal(x, inside)
+
+
+def test_before_the_first_window_mean_the_weights_are_left_as_they_are():
+    x, autodrop, _ = noisy_descent(AutoDropConfig(window_size=4, average=True), WARMUP + 3)
+    live = x.detach().clone()
+    with autodrop.averaged():
+        assert torch.equal(x, live)
+    autodrop.load_average()
+    assert torch.equal(x, live)
+
+
+def test_the_average_resumes_bit_for_bit_from_a_saved_state():
+    config = AutoDropConfig.anytime_average()
+    x, straight, _ = noisy_descent(config, 700)
+    torch.manual_seed(0)
+    y = torch.nn.Parameter(torch.randn(50, dtype=torch.float64) * 3)
+    optimizer = torch.optim.Adam([y], lr=0.05)
+    first = AutoDrop([y], config, num_warmup_steps=WARMUP, momentum=0.9)
+
+    def train(autodrop, steps):
+        for _ in range(steps):
+            loss = 0.5 * ((y - torch.randn_like(y)) ** 2).sum()
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            autodrop.step()
+
+    train(first, 437)
+    buffer = io.BytesIO()
+    torch.save(first.state_dict(), buffer)
+    buffer.seek(0)
+    resumed = AutoDrop([y], config, num_warmup_steps=WARMUP, momentum=0.9)
+    resumed.load_state_dict(torch.load(buffer, weights_only=True))
+    train(resumed, 263)
+    assert torch.equal(y, x) and resumed.decisions == straight.decisions
+    assert torch.equal(averaged_value(resumed, y), averaged_value(straight, x))
+
+
+def test_a_state_with_a_damaged_average_is_refused_and_changes_nothing():
+    config = AutoDropConfig(window_size=4, drop_factor=0.5, average=True)
+    x, autodrop, _ = noisy_descent(config, 100)
+    state = autodrop.state_dict()
+    state["average"] = {"step": 96, "average": [torch.full((50,), float("nan"), dtype=torch.float64)]}
+    before = averaged_value(autodrop, x)
+    with pytest.raises(ValueError, match="average is not finite"):
+        autodrop.load_state_dict(state)
+    torch.testing.assert_close(averaged_value(autodrop, x), before, rtol=0, atol=0)
+
+
+def test_a_run_with_the_average_trains_exactly_as_one_without():
+    config = AutoDropConfig(window_size=4, drop_factor=0.5)
+    x, plain, _ = noisy_descent(config, 300)
+    y, averaged, _ = noisy_descent(config.replace(average=True), 300)
+    assert torch.equal(x, y) and plain.decisions == averaged.decisions and plain.drops
+
+
+def test_the_average_is_refused_where_it_cannot_be_kept():
+    x = torch.nn.Parameter(torch.zeros(10_000))
+    with pytest.raises(ValueError, match="sample_fraction=1"):
+        AutoDrop([x], AutoDropConfig(sample_fraction=0.1, average=True), momentum=0.9)
+    with pytest.raises(RuntimeError, match="average=True"):
+        AutoDrop([x], AutoDropConfig(), momentum=0.9).averaged()
+    with pytest.raises(ValueError, match="average must be True or False"):
+        AutoDropConfig(average="yes")
+    with pytest.raises(ValueError, match="0 < power_exponent <= 2"):
+        AutoDropConfig(power_exponent=0)
+    with pytest.raises(ValueError, match="read only by drop_factor='power'"):
+        AutoDropConfig(drop_factor=0.5, power_exponent=0.25)
+
+
+def test_the_averaged_preset_is_the_anytime_rule_with_the_average_and_gentler_stairs():
+    preset = AutoDropConfig.preset("anytime_average")
+    assert preset == AutoDropConfig.anytime(average=True, power_exponent=0.25)
+    assert (preset.window_size, preset.drop_factor) == ("growing", "power")
+
+
+def test_with_the_average_automatic_sampling_watches_every_element():
+    assert AutoDropConfig(average=True).sample_stride(100_000_000) == 1
+    assert AutoDropConfig().sample_stride(100_000_000) > 1
