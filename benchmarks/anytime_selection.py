@@ -12,7 +12,10 @@ seeds. Problems (float64, fresh noise every step): the README's quick-start regr
 teacher-student MLP; 30 warm-up steps). Every AutoDrop rule is the library's readable twin
 (:class:`autodrop_hf.core.autodrop_reference.ReferenceAutoDrop`); the rejected candidates are small variations of it.
 The ``+ average`` schedules train as their base schedule and are read on a polynomial-decay average of the
-iterates (``AVERAGE_GAMMA``): candidates for the next rule, measured after the rule was frozen.
+iterates (``AVERAGE_GAMMA``): candidates for the next rule, measured after the ``anytime`` rule was frozen. The
+last of them, the stairs of ``t^-0.25`` read on the average, is the preset ``anytime_average``: of the three, the
+one whose worst (problem, budget) cell is best (the library updates its average from window means, which this
+per-step average stands for).
 """
 
 from __future__ import annotations
@@ -149,9 +152,11 @@ RULES = {
     "growing windows, halve above the floor": (AboveTheFloor, AutoDropConfig.anytime(drop_factor=0.5)),
     "anytime stairs, no test (control)": (NoTest, AutoDropConfig.anytime()),
     "previous rule (window 64, 0.95)": (ReferenceAutoDrop, AutoDropConfig(window_size=64, drop_factor=0.95)),
+    "anytime_average's stairs (exponent 0.25)": (ReferenceAutoDrop, AutoDropConfig.anytime(power_exponent=0.25)),
 }
 ANCHORS = ("constant", "wsd 20%", "schedule-free", "schedule-free 3x")
-AVERAGED = ("constant + average", "anytime (chosen) + average")  # read on the average, not the last iterate
+# read on the average, not the last iterate; the last is the preset anytime_average, chosen after the others
+AVERAGED = ("constant + average", "anytime (chosen) + average", "anytime_average's stairs (exponent 0.25) + average")
 AVERAGE_GAMMA = 5  # x̄_t = x̄_(t-1) + (γ+1)/(t+γ)·(x_t - x̄_(t-1)): about the last fifth of the steps taken
 
 
