@@ -23,7 +23,9 @@ Families (both from scratch, on ``--text_dir`` with line-aligned ``{train,valid}
   loss at every evaluation, patience 1, factor 0.5; Transformers runs it without warm-up);
 - ``autodrop_anytime_average``, ``constant_average``: the same training as ``autodrop_anytime`` and ``constant``,
   each evaluation read on a polynomial-decay average of the weights (:class:`IterateAverage`), not on the
-  last iterate — a candidate for the next horizon-free rule, not a library feature;
+  last iterate (the measurements that led to the library's average);
+- ``autodrop_averaged`` (the preset ``anytime_average``): the library's weight average, which the Trainer's
+  evaluations read (``average=True``), with the gentler stairs of that preset;
 - told the horizon (one run per budget): ``linear`` (the oracle), ``wsd`` (warmup-stable-decay with a linear
   cool-down over the last 20%), ``autodrop`` (the known-horizon default). As Hägele et al. do, a ``wsd`` run
   branches from the ``constant`` run's checkpoint at 80% of its budget (``--branch_from``: that run's output
@@ -73,6 +75,7 @@ HORIZON_FREE = (
     "reduce_lr_on_plateau",
     "autodrop_anytime_average",
     "constant_average",
+    "autodrop_averaged",
 )
 TOLD_THE_HORIZON = ("linear", "wsd", "autodrop")
 SEQUENCE = 128
@@ -227,7 +230,8 @@ def training_arguments(args: argparse.Namespace, family: dict[str, Any], output_
     )
     schedule = args.schedule.removesuffix("_average")
     if schedule.startswith("autodrop"):
-        preset = {"autodrop_anytime": "anytime", "autodrop_paper": "paper", "autodrop": "default"}[schedule]
+        presets = {"autodrop_averaged": "anytime_average", "autodrop_anytime": "anytime", "autodrop_paper": "paper"}
+        preset = {**presets, "autodrop": "default"}[schedule]
         return autodrop(lr_scheduler_type="autodrop", autodrop_preset=preset, **common)
     if schedule.startswith("schedule_free"):
         common["learning_rate"] *= 3 if schedule.endswith("3x") else 1

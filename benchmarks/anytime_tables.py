@@ -22,6 +22,8 @@ from pathlib import Path
 
 RESULTS = Path(__file__).parent / "results" / "anytime"
 NAME = re.compile(r"(?P<schedule>.+)_b(?P<budget>\d+)_seed(?P<seed>\d+)\.json")
+#: AutoDrop's horizon-free schedules: each gets its drops, done, and the cells where it is ahead of each competitor.
+LEADS = ("autodrop_anytime", "autodrop_averaged")
 GLUE_NAME = re.compile(r"(?P<task>[a-z0-9]+)_(?P<schedule>.+)_seed(?P<seed>\d+)\.json")
 GLUE_METRIC = {
     "cola": "eval_matthews_correlation",
@@ -67,7 +69,7 @@ def _regret(metric: str, value: float, oracle: float) -> float:
 def family_table(name: str, folder: Path, metric: str, budgets: list[int]) -> list[str]:
     runs, meta = family_runs(folder)
     seeds = sorted({seed for schedule, seed in runs if schedule == "linear"})
-    schedules = sorted({schedule for schedule, _ in runs}, key=lambda s: (s != "autodrop_anytime", s))
+    schedules = sorted({schedule for schedule, _ in runs}, key=lambda s: (s not in LEADS, s))
     heads = " | ".join(f"{b} steps" for b in budgets)
     lines = [
         f"### {name}: regret against linear decay run to each budget (%, {metric})",
@@ -76,8 +78,6 @@ def family_table(name: str, folder: Path, metric: str, budgets: list[int]) -> li
         "|---|" + "---|" * len(budgets),
     ]
     oracle = {(b, s): runs[("linear", s)][b][metric] for s in seeds for b in budgets if b in runs[("linear", s)]}
-    wins: dict[str, int] = defaultdict(int)
-    compared: dict[str, int] = defaultdict(int)  # the budgets both have, with the same seeds
     for schedule in schedules:
         cells = []
         for b in budgets:
@@ -97,48 +97,8 @@ def family_table(name: str, folder: Path, metric: str, budgets: list[int]) -> li
             if any((b, s) in oracle for s in seeds)
         ),
     ]
-    for schedule in schedules:
-        for b in budgets:
-            mine = [runs[(schedule, s)][b][metric] for s in seeds if b in runs.get((schedule, s), {})]
-            if mine and schedule != "autodrop_anytime" and ("autodrop_anytime", seeds[0]) in runs:
-                anytime = [
-                    runs[("autodrop_anytime", s)][b][metric]
-                    for s in seeds
-                    if b in runs.get(("autodrop_anytime", s), {})
-                ]
-                if len(anytime) != len(mine):
-                    continue
-                compared[schedule] += 1
-                ahead = statistics.fmean(anytime) - statistics.fmean(mine)
-                if ahead > 0 if metric.endswith("bleu") else ahead < 0:
-                    wins[schedule] += 1
-    extra = []
-    gaps = []
-    for (schedule, seed), results in sorted(meta.items()):
-        if schedule == "autodrop_anytime":
-            result = results[0]
-            last = result["evals"][-1]
-            if "train_loss" in last:
-                gaps.append(f"seed {seed}: dev {last['dev_loss']:.4f}, train {last['train_loss']:.4f}")
-            drops = len(result["autodrop"]["drops"])
-            done = result["autodrop"]["done"]
-            final = "final LR not logged"
-            if result["train_log"]:
-                lr = result["train_log"][-1]["lr"]
-                final = f"final LR {lr:.3g} ({lr / result['learning_rate']:.2f} of the peak)"
-            said = f"at step {done}" if done else "not said"
-            extra.append(f"seed {seed}: {drops} drops, done {said}, {final}, {result['train_seconds'] / 60:.1f} min")
-    lines += ["", "AutoDrop anytime: " + "; ".join(extra)]
-    if gaps:
-        lines += [
-            "",
-            "Train/dev gap at the end (the loss on 1,000 training sequences against the dev loss): " + "; ".join(gaps),
-        ]
-    lines += [
-        "",
-        "Cells (budgets) where AutoDrop anytime is ahead, by competitor: "
-        + ", ".join(f"{s} {wins[s]} of {compared[s]}" for s in schedules if s != "autodrop_anytime"),
-    ]
+    for lead in (lead for lead in LEADS if any(schedule == lead for schedule, _ in meta)):
+        lines += ["", *_lead_lines(lead, runs, meta, schedules, seeds, budgets, metric)]
     seconds, seeds_run = defaultdict(list), defaultdict(set)
     for (schedule, seed), results in meta.items():
         seconds[schedule] += [r["train_seconds"] for r in results]
@@ -149,6 +109,48 @@ def family_table(name: str, folder: Path, metric: str, budgets: list[int]) -> li
         + ", ".join(f"{s} {sum(seconds[s]) / 60 / len(seeds_run[s]):.0f}" for s in schedules),
     ]
     return lines
+
+
+def _lead_lines(lead, runs, meta, schedules, seeds, budgets, metric) -> list[str]:
+    """For one of AutoDrop's horizon-free schedules: its drops, done and final LR per seed, the train/dev gap, and
+    the cells (budgets, the same seeds) where it is ahead of each other schedule."""
+    wins: dict[str, int] = defaultdict(int)
+    compared: dict[str, int] = defaultdict(int)
+    for schedule in schedules:
+        for b in budgets:
+            mine = [runs[(schedule, s)][b][metric] for s in seeds if b in runs.get((schedule, s), {})]
+            theirs = [runs[(lead, s)][b][metric] for s in seeds if b in runs.get((lead, s), {})]
+            if schedule == lead or not mine or len(theirs) != len(mine):
+                continue
+            compared[schedule] += 1
+            ahead = statistics.fmean(theirs) - statistics.fmean(mine)
+            if ahead > 0 if metric.endswith("bleu") else ahead < 0:
+                wins[schedule] += 1
+    extra, gaps = [], []
+    for (schedule, seed), results in sorted(meta.items()):
+        if schedule != lead:
+            continue
+        result = results[0]
+        last = result["evals"][-1]
+        if "train_loss" in last:
+            gaps.append(f"seed {seed}: dev {last['dev_loss']:.4f}, train {last['train_loss']:.4f}")
+        drops = len(result["autodrop"]["drops"])
+        done = result["autodrop"]["done"]
+        final = "final LR not logged"
+        if result["train_log"]:
+            lr = result["train_log"][-1]["lr"]
+            final = f"final LR {lr:.3g} ({lr / result['learning_rate']:.2f} of the peak)"
+        said = f"at step {done}" if done else "not said"
+        extra.append(f"seed {seed}: {drops} drops, done {said}, {final}, {result['train_seconds'] / 60:.1f} min")
+    lines = [f"{lead}: " + "; ".join(extra)]
+    if gaps:
+        lines += ["", f"{lead}, train/dev gap at the end (1,000 training sequences against dev): " + "; ".join(gaps)]
+    return [
+        *lines,
+        "",
+        f"Cells (budgets) where {lead} is ahead, by competitor: "
+        + ", ".join(f"{s} {wins[s]} of {compared[s]}" for s in schedules if compared[s]),
+    ]
 
 
 def glue_table(folder: Path) -> list[str]:

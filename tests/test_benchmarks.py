@@ -317,13 +317,15 @@ def test_the_horizon_free_benchmarks_run_on_tiny_inputs(tmp_path: Path) -> None:
     translation = _run(
         ["bash", "benchmarks/anytime_quality.sh"],
         FAMILY="translation",
-        SCHEDULES="autodrop_anytime",
+        SCHEDULES="autodrop_anytime autodrop_averaged",
         RESULTS=str(results / "translation"),
         **env,
     ).stdout
-    assert translation.count("done: ") == 1
+    assert translation.count("done: ") == 2
     anytime = json.loads((results / "translation" / "autodrop_anytime_b16_seed0.json").read_text())
     assert "dev_bleu" in anytime["evals"][0] and anytime["autodrop"]["decisions"]
+    library_average = json.loads((results / "translation" / "autodrop_averaged_b16_seed0.json").read_text())
+    assert len(library_average["evals"]) == 8 and library_average["evals"] != anytime["evals"]
 
     env = _tiny_glue_grid(tmp_path, "autodrop_anytime", results / "glue")
     assert "done: mrpc autodrop_anytime" in _run(["bash", "benchmarks/glue_quality.sh"], **env).stdout
