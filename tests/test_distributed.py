@@ -89,6 +89,19 @@ def test_plain_loop_matches_one_process(tmp_path, layout):
 
 
 @pytest.mark.parametrize("layout", ["ddp", "fsdp"])
+def test_the_weight_average_under_ddp_is_one_process_average_and_is_refused_under_fsdp2(tmp_path, layout):
+    launch("plain_loop.py", "--layout", layout, "--out", tmp_path, "--average")
+    first, second = records(tmp_path)
+    if layout == "fsdp":
+        assert "sharded (FSDP2 or ZeRO-3)" in first["refused"] and first == second
+        return
+    assert first["average"] == second["average"] and first["lrs"] == second["lrs"]
+    assert np.allclose(first["average"], first["reference_average"], rtol=1e-5, atol=1e-6)
+    assert first["drops"] == first["reference_drops"]
+    assert np.abs(np.subtract(first["average"], first["weights"])).max() > 1e-3  # an average, not the weights
+
+
+@pytest.mark.parametrize("layout", ["ddp", "fsdp"])
 def test_the_memory_light_mode_under_ddp_and_fsdp2(tmp_path, layout):
     with pytest.warns(UserWarning, match="too few for a steady angle estimate"):  # this model is tiny: said so
         AutoDrop(make_tiny_model(), AutoDropConfig(sample_fraction=0.5), momentum=0.0)

@@ -7,7 +7,8 @@
                  (gradients all-reduced by hand).
 The run stops in the middle of a window, saves and reloads the AutoDrop state (one file per rank), and
 goes on. Rank 0 then replays the same global batches alone on an unsharded copy: the reference.
-Every rank writes OUT/rank<N>.json: angles, drops, learning rates, all_reduce calls inside AutoDrop.step().
+Every rank writes OUT/rank<N>.json: angles, drops, learning rates, all_reduce calls inside AutoDrop.step(),
+and with --average the weight average (or, sharded, the error that refused it).
 """
 
 import argparse
@@ -74,14 +75,21 @@ def train(steps, model, optimizer, scheduler, autodrop, counter=None, rank=0, wo
     return lrs
 
 
+def averaged(autodrop, model):
+    """The weight average, flat, read through the model (whose own weights it leaves as they were)."""
+    with autodrop.averaged():
+        return torch.cat([p.detach().flatten() for p in model.parameters()]).tolist()
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--layout", choices=["ddp", "fsdp", "mixed"], required=True)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--sample_fraction", type=float, default=1.0)
     parser.add_argument("--hidden", type=int, default=32)
+    parser.add_argument("--average", action="store_true", help="AutoDropConfig(average=True)")
     args = parser.parse_args()
-    config = CONFIG.replace(sample_fraction=args.sample_fraction)
+    config = CONFIG.replace(sample_fraction=args.sample_fraction, average=args.average)
     accelerator = None
     if args.layout == "ddp":
         from accelerate import Accelerator
@@ -107,7 +115,12 @@ def main():
         optimizer = torch.optim.SGD(model.parameters(), lr=LR)
         scheduler = AutoDropLR(optimizer, num_warmup_steps=WARMUP)
 
-    autodrop = AutoDrop(model, config, scheduler, num_training_steps=STEPS)
+    try:
+        autodrop = AutoDrop(model, config, scheduler, num_training_steps=STEPS)
+    except ValueError as error:  # average=True on sharded parameters
+        (args.out / f"rank{rank}.json").write_text(json.dumps({"refused": str(error)}))
+        dist.destroy_process_group()
+        return
     lrs = train(range(CHECKPOINT), model, optimizer, scheduler, autodrop, counter, rank, world, replicated)
     path = args.out / f"state_rank{rank}.pt"
     torch.save(autodrop.state_dict(), path)
@@ -127,6 +140,8 @@ def main():
         "all_reduce_bytes": counter.bytes,
         "windows": (STEPS - WARMUP) // CONFIG.window_size,
         "accelerate_imported": "accelerate" in sys.modules,
+        "average": averaged(autodrop, model) if args.average else None,
+        "weights": torch.cat([p.detach().flatten() for p in model.parameters()]).tolist(),
     }
     if rank == 0:
         reference_model = make_model(args.hidden)
@@ -141,6 +156,7 @@ def main():
         record["reference_angles"] = reference.angles
         record["reference_drops"] = reference.drops
         record["reference_sample_block"] = reference.angular_velocity.sample_block
+        record["reference_average"] = averaged(reference, reference_model) if args.average else None
     (args.out / f"rank{rank}.json").write_text(json.dumps(record))
     if accelerator is None:
         dist.destroy_process_group()
