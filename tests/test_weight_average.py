@@ -18,12 +18,15 @@ def test_the_retained_weight_is_the_product_of_the_per_step_factors(start, end):
     assert retained_weight(start, end) == pytest.approx(float(product), rel=1e-13, abs=0)
 
 
-def noisy_descent(config, steps, dtype=torch.float64, seed=0, warmup=WARMUP):
-    """Adam on a noisy quadratic; the parameter after every step and the AutoDrop watching it."""
-    torch.manual_seed(seed)
+def start(config, dtype=torch.float64):
+    """A parameter far from the optimum of a noisy quadratic, its Adam, and the AutoDrop watching it."""
+    torch.manual_seed(0)
     x = torch.nn.Parameter(torch.randn(50, dtype=dtype) * 3)
-    optimizer = torch.optim.Adam([x], lr=0.05)
-    autodrop = AutoDrop([x], config, num_warmup_steps=warmup, momentum=0.9)
+    return x, torch.optim.Adam([x], lr=0.05), AutoDrop([x], config, num_warmup_steps=WARMUP, momentum=0.9)
+
+
+def descend(x, optimizer, autodrop, steps):
+    """``steps`` optimizer steps on fresh noise; the parameter after each (float64)."""
     trajectory = []
     for _ in range(steps):
         loss = 0.5 * ((x - torch.randn_like(x)) ** 2).sum()
@@ -32,7 +35,12 @@ def noisy_descent(config, steps, dtype=torch.float64, seed=0, warmup=WARMUP):
         optimizer.step()
         autodrop.step()
         trajectory.append(x.detach().double().clone())
-    return x, autodrop, trajectory
+    return trajectory
+
+
+def noisy_descent(config, steps, dtype=torch.float64):
+    x, optimizer, autodrop = start(config, dtype)
+    return x, autodrop, descend(x, optimizer, autodrop, steps)
 
 
 def averaged_value(autodrop, x):
@@ -85,26 +93,14 @@ def test_before_the_first_window_mean_the_weights_are_left_as_they_are():
 def test_the_average_resumes_bit_for_bit_from_a_saved_state():
     config = AutoDropConfig.anytime_average()
     x, straight, _ = noisy_descent(config, 700)
-    torch.manual_seed(0)
-    y = torch.nn.Parameter(torch.randn(50, dtype=torch.float64) * 3)
-    optimizer = torch.optim.Adam([y], lr=0.05)
-    first = AutoDrop([y], config, num_warmup_steps=WARMUP, momentum=0.9)
-
-    def train(autodrop, steps):
-        for _ in range(steps):
-            loss = 0.5 * ((y - torch.randn_like(y)) ** 2).sum()
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            autodrop.step()
-
-    train(first, 437)
+    y, optimizer, first = start(config)
+    descend(y, optimizer, first, 437)
     buffer = io.BytesIO()
     torch.save(first.state_dict(), buffer)
     buffer.seek(0)
     resumed = AutoDrop([y], config, num_warmup_steps=WARMUP, momentum=0.9)
     resumed.load_state_dict(torch.load(buffer, weights_only=True))
-    train(resumed, 263)
+    descend(y, optimizer, resumed, 263)
     assert torch.equal(y, x) and resumed.decisions == straight.decisions
     assert torch.equal(averaged_value(resumed, y), averaged_value(straight, x))
 
