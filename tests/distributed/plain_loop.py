@@ -75,10 +75,14 @@ def train(steps, model, optimizer, scheduler, autodrop, counter=None, rank=0, wo
     return lrs
 
 
+def flat(model):
+    return torch.cat([p.detach().flatten() for p in model.parameters()]).tolist()
+
+
 def averaged(autodrop, model):
     """The weight average, flat, read through the model (whose own weights it leaves as they were)."""
     with autodrop.averaged():
-        return torch.cat([p.detach().flatten() for p in model.parameters()]).tolist()
+        return flat(model)
 
 
 def main():
@@ -141,7 +145,7 @@ def main():
         "windows": (STEPS - WARMUP) // CONFIG.window_size,
         "accelerate_imported": "accelerate" in sys.modules,
         "average": averaged(autodrop, model) if args.average else None,
-        "weights": torch.cat([p.detach().flatten() for p in model.parameters()]).tolist(),
+        "weights": flat(model) if args.average else None,  # replicated here: sharded runs refuse the average
     }
     if rank == 0:
         reference_model = make_model(args.hidden)
