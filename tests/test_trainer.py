@@ -523,7 +523,7 @@ def test_with_the_average_evaluations_read_it_training_is_unchanged_and_the_mode
             model=tiny_bert(),
             args=args,
             train_dataset=TokenParity(),
-            eval_dataset=TokenParity(64, seed=1),
+            eval_dataset={"dev": TokenParity(64, seed=1), "other": TokenParity(32, seed=2)},  # two evaluations a time
             callbacks=[AutoDropCallback(config)],
         )
         trainer.train()
@@ -537,13 +537,17 @@ def test_with_the_average_evaluations_read_it_training_is_unchanged_and_the_mode
         return [(e["step"], e[key]) for e in trainer.state.log_history if key in e]
 
     assert logged(plain, "loss") == logged(averaged, "loss") and autodrop_of(plain).drops
-    assert [s for s, _ in logged(averaged, "eval_loss")] == [30, 60, 90]
-    assert all(a != p for (_, a), (_, p) in zip(logged(averaged, "eval_loss"), logged(plain, "eval_loss"), strict=True))
+    for key in ("eval_dev_loss", "eval_other_loss"):
+        assert [s for s, _ in logged(averaged, key)] == [30, 60, 90]
+        assert all(a != p for (_, a), (_, p) in zip(logged(averaged, key), logged(plain, key), strict=True))
     kept = autodrop_of(averaged).weight_average
     average = {id(p): a for p, a in zip(kept.params, kept.average, strict=True)}
     assert all(torch.equal(p, average[id(p)]) for p in averaged.model.parameters() if p.requires_grad)
     assert not torch.equal(averaged.model.classifier.weight, plain.model.classifier.weight)
-    assert averaged.evaluate()["eval_loss"] == logged(averaged, "eval_loss")[-1][1]  # the same average at step 90
+    after = averaged.evaluate()  # the same average as at step 90, for both datasets
+    assert [after[k] for k in ("eval_dev_loss", "eval_other_loss")] == [
+        logged(averaged, k)[-1][1] for k in ("eval_dev_loss", "eval_other_loss")
+    ]
 
 
 def test_the_average_resumes_exactly_in_the_trainer_and_best_model_loading_is_refused(tmp_path):

@@ -315,22 +315,27 @@ def check_deepspeed(args: TrainingArguments) -> None:
 class _EvaluateOnAverage(TrainerCallback):
     """After every other callback: with ``average=True``, swap the weight average into the model when an
     evaluation is due (``control.should_evaluate`` at a step's or an epoch's end: the Trainer evaluates next) and
-    the live weights back at ``on_evaluate``, before the checkpoint is saved; a swap still open at the next step
-    (an evaluation that did not run) is closed there."""
+    the live weights back at the last ``on_evaluate`` (one per evaluation dataset), before the checkpoint is saved;
+    a swap still open at the next step (an evaluation that did not run) is closed there."""
 
     def __init__(self, owner: AutoDropCallback) -> None:
         self.owner = weakref.ref(owner)
         self._swap = contextlib.ExitStack()
+        self._evaluations_left = 0
 
     def _enter(self, control: TrainerControl) -> None:
         owner = self.owner()
         autodrop = None if owner is None else owner.autodrop
         if control.should_evaluate and autodrop is not None and autodrop.weight_average is not None:
             self.close()
+            trainer = None if owner._attached_to is None else owner._attached_to()
+            datasets = getattr(trainer, "eval_dataset", None)
+            self._evaluations_left = len(datasets) if isinstance(datasets, dict) else 1
             self._swap.enter_context(autodrop.averaged())
 
     def close(self, *args: Any, **kwargs: Any) -> None:
         """Put the live weights back, if the average is in."""
+        self._evaluations_left = 0
         self._swap.close()
 
     def on_step_end(self, args: Any, state: Any, control: TrainerControl, **kwargs: Any) -> None:
@@ -339,7 +344,12 @@ class _EvaluateOnAverage(TrainerCallback):
     def on_epoch_end(self, args: Any, state: Any, control: TrainerControl, **kwargs: Any) -> None:
         self._enter(control)
 
-    on_evaluate = on_step_begin = close
+    def on_evaluate(self, args: Any, state: Any, control: TrainerControl, **kwargs: Any) -> None:
+        self._evaluations_left -= 1
+        if self._evaluations_left <= 0:
+            self.close()
+
+    on_step_begin = close
 
 
 class _RemoveLogKeys(TrainerCallback):
