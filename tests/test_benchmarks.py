@@ -317,15 +317,13 @@ def test_the_horizon_free_benchmarks_run_on_tiny_inputs(tmp_path: Path) -> None:
     translation = _run(
         ["bash", "benchmarks/anytime_quality.sh"],
         FAMILY="translation",
-        SCHEDULES="autodrop_anytime autodrop_averaged",
+        SCHEDULES="autodrop_averaged",  # the anytime rule's own route runs in the GLUE grid below
         RESULTS=str(results / "translation"),
         **env,
     ).stdout
-    assert translation.count("done: ") == 2
-    anytime = json.loads((results / "translation" / "autodrop_anytime_b16_seed0.json").read_text())
-    assert "dev_bleu" in anytime["evals"][0] and anytime["autodrop"]["decisions"]
-    library_average = json.loads((results / "translation" / "autodrop_averaged_b16_seed0.json").read_text())
-    assert len(library_average["evals"]) == 8 and library_average["evals"] != anytime["evals"]
+    assert translation.count("done: ") == 1
+    library = json.loads((results / "translation" / "autodrop_averaged_b16_seed0.json").read_text())
+    assert "dev_bleu" in library["evals"][0] and len(library["evals"]) == 8 and library["autodrop"]["decisions"]
 
     env = _tiny_glue_grid(tmp_path, "autodrop_anytime", results / "glue")
     assert "done: mrpc autodrop_anytime" in _run(["bash", "benchmarks/glue_quality.sh"], **env).stdout
