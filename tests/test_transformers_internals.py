@@ -11,6 +11,7 @@ from autodrop_hf.core.history import HISTORY_FILE
 from autodrop_hf.hf.callback import STATE_FILE
 from autodrop_hf.hf.transformers_internals import (
     current_log_entry,
+    evaluations_per_evaluation,
     run_output_dir,
     running_resume_checkpoint,
     running_trainer,
@@ -140,3 +141,41 @@ def test_a_hyperparameter_search_trial_saves_in_its_own_folder(tmp_path, monkeyp
     assert (checkpoint / "model.safetensors").exists() and (checkpoint / STATE_FILE).exists()
     assert (tmp_path / "run-7" / HISTORY_FILE).exists()
     assert not (tmp_path / "checkpoint-6").exists() and not (tmp_path / HISTORY_FILE).exists()
+
+
+class EventOrder(TrainerCallback):
+    """The events from a step end that asks for an evaluation to the next step's beginning."""
+
+    def __init__(self):
+        self.events, self.recording = [], False
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.recording = control.should_evaluate
+        if self.recording:
+            self.events.append("step_end")
+
+    def on_evaluate(self, args, state, control, **kwargs):
+        if self.recording:
+            self.events.append("evaluate")
+
+    def on_save(self, args, state, control, **kwargs):
+        if self.recording:
+            self.events.append("save")
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        self.recording = False
+
+
+@pytest.mark.parametrize("datasets", [1, 3])
+def test_a_due_evaluation_runs_after_the_step_end_once_per_dataset_and_before_the_save(tmp_path, datasets):
+    order = EventOrder()
+    values = dict(output_dir=str(tmp_path), max_steps=4, eval_strategy="steps", eval_steps=2, save_strategy="steps")
+    args = TrainingArguments(**values, save_steps=2, report_to=[], use_cpu=True, disable_tqdm=True)
+    evaluation = TokenParity(8, seed=1)
+    eval_dataset = evaluation if datasets == 1 else {str(i): evaluation for i in range(datasets)}
+    trainer = Trainer(
+        model=tiny_bert(), args=args, train_dataset=TokenParity(16), eval_dataset=eval_dataset, callbacks=[order]
+    )
+    trainer.train()
+    assert evaluations_per_evaluation(trainer) == datasets
+    assert order.events == (["step_end"] + ["evaluate"] * datasets + ["save"]) * 2

@@ -22,7 +22,13 @@ from ..core.scheduler_adapters import unwrap_scheduler
 from ..core.user_warnings import warn
 from .scheduler_kwargs import split_scheduler_kwargs
 from .training_args import scheduler_name, uses_autodrop
-from .transformers_internals import current_log_entry, run_output_dir, running_resume_checkpoint, running_trainer
+from .transformers_internals import (
+    current_log_entry,
+    evaluations_per_evaluation,
+    run_output_dir,
+    running_resume_checkpoint,
+    running_trainer,
+)
 
 #: Written into every checkpoint folder: :meth:`AutoDrop.state_dict`. When parameters are sharded
 #: (FSDP2), every process writes its own ``autodrop_state_rank<N>.pt`` instead.
@@ -329,8 +335,7 @@ class _EvaluateOnAverage(TrainerCallback):
         if control.should_evaluate and autodrop is not None and autodrop.weight_average is not None:
             self.close()
             trainer = None if owner._attached_to is None else owner._attached_to()
-            datasets = getattr(trainer, "eval_dataset", None)
-            self._evaluations_left = len(datasets) if isinstance(datasets, dict) else 1
+            self._evaluations_left = evaluations_per_evaluation(trainer)
             self._swap.enter_context(autodrop.averaged())
 
     def close(self, *args: Any, **kwargs: Any) -> None:

@@ -70,3 +70,14 @@ def run_output_dir(trainer: Trainer) -> str:
     ``hyperparameter_search`` the trial's ``output_dir/run-<id>``. That is ``Trainer._get_output_dir`` of the
     trial that ``train()`` keeps in ``_trial``."""
     return trainer._get_output_dir(trial=getattr(trainer, "_trial", None))
+
+
+def evaluations_per_evaluation(trainer: Trainer | None) -> int:
+    """How many ``on_evaluate`` events one evaluation of ``trainer`` gives: one per evaluation dataset.
+
+    When a step's or an epoch's end sets ``control.should_evaluate``, the Trainer evaluates before it saves a
+    checkpoint (``_maybe_log_save_evaluate``); ``Trainer.evaluate`` calls itself once per dataset of a dict
+    ``eval_dataset``, and each call ends with ``on_evaluate``.
+    """
+    datasets = getattr(trainer, "eval_dataset", None)
+    return len(datasets) if isinstance(datasets, dict) else 1
