@@ -146,3 +146,27 @@ def test_the_averaged_preset_is_the_anytime_rule_with_the_average_and_gentler_st
 def test_with_the_average_automatic_sampling_watches_every_element():
     assert AutoDropConfig(average=True).sample_stride(100_000_000) == 1
     assert AutoDropConfig().sample_stride(100_000_000) > 1
+
+
+def test_parameters_given_new_memory_take_their_average_with_them():
+    torch.manual_seed(0)
+    model = torch.nn.Linear(20, 1)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    autodrop = AutoDrop(model, AutoDropConfig(window_size=4, drop_factor=0.5, average=True), momentum=0.9)
+    for step in range(200):
+        if step == 100:
+            model.double()  # new memory, another dtype: the windows start afresh, the average follows
+            before = autodrop.weight_average.average[0].clone()
+        inputs = torch.randn(8, 20, dtype=model.weight.dtype)
+        loss = (model(inputs).squeeze(1) - inputs.sum(1)).pow(2).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        autodrop.step()
+    average = autodrop.weight_average
+    assert average.average[0].dtype == torch.float64 and average.params[0] is model.weight
+    assert 0 < (average.average[0] - before.double()).abs().max() < 0.5  # moved on from where it was
+    live = model.weight.detach().clone()
+    with autodrop.averaged():
+        assert torch.equal(model.weight, average.average[0])
+    assert torch.equal(model.weight, live)

@@ -44,11 +44,13 @@ class WeightAverage:
     def update(self, params: Sequence[Tensor], means: Sequence[Tensor], step: int) -> None:
         """Take in the window means ``means`` of ``params`` at optimizer step ``step``: they stand for every step
         since the last update. Other tensors than the last update's (new trainable tensors, or tensors given
-        other shapes) start the average afresh from these means."""
+        other shapes) start the average afresh from these means; tensors moved to another dtype or device
+        (``model.double()``, ``.to(device)``) take their average with them."""
         shapes = [m.shape for m in means]
         if [a.shape for a in self.average] != shapes or step <= self.step:
             self.average = [m.detach().clone() for m in means]
         else:
+            self.average = [a.to(device=m.device, dtype=m.dtype) for a, m in zip(self.average, means, strict=True)]
             torch._foreach_lerp_(self.average, list(means), 1.0 - retained_weight(self.step, step, self.gamma))
         self.params = list(params)
         self.step = step
