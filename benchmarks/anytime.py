@@ -65,6 +65,7 @@ from autodrop_hf import (
     AutoDropTrainingArguments,
 )
 from autodrop_hf.core.history import HISTORY_FILE, read_history
+from autodrop_hf.core.weight_average import AVERAGE_GAMMA
 
 HORIZON_FREE = (
     "autodrop_anytime",
@@ -173,7 +174,7 @@ class IterateAverage(TrainerCallback):
     logged as ``avg_*``; training never sees it (nor the random numbers those evaluations draw), so the run is the
     one of its base schedule. ``trainer`` must be set before ``train()``."""
 
-    gamma = 5
+    gamma = AVERAGE_GAMMA  # the library's
 
     def __init__(self) -> None:
         self.average: list[torch.Tensor] | None = None

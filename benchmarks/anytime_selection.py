@@ -35,6 +35,7 @@ from rule_selection import Logistic, NoisyQuadratic, TeacherStudent
 
 from autodrop_hf import AutoDropConfig
 from autodrop_hf.core.autodrop_reference import ReferenceAutoDrop
+from autodrop_hf.core.weight_average import AVERAGE_GAMMA  # x̄_t = x̄_(t-1) + (γ+1)/(t+γ)·(x_t - x̄_(t-1))
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -157,7 +158,6 @@ RULES = {
 ANCHORS = ("constant", "wsd 20%", "schedule-free", "schedule-free 3x")
 # read on the average, not the last iterate; the last is the preset anytime_average, chosen after the others
 AVERAGED = ("constant + average", "anytime (chosen) + average", "anytime_average's stairs (exponent 0.25) + average")
-AVERAGE_GAMMA = 5  # x̄_t = x̄_(t-1) + (γ+1)/(t+γ)·(x_t - x̄_(t-1)): about the last fifth of the steps taken
 
 
 def run(problem: str, schedule: str, length: int, lr: float, seed: int, budgets: list[int]) -> dict[int, float]:

@@ -105,13 +105,24 @@ def test_the_average_resumes_bit_for_bit_from_a_saved_state():
     assert torch.equal(averaged_value(resumed, y), averaged_value(straight, x))
 
 
-def test_a_state_with_a_damaged_average_is_refused_and_changes_nothing():
+@pytest.mark.parametrize(
+    ("damaged", "message"),
+    [
+        ({"step": 96, "average": [torch.full((50,), float("nan"), dtype=torch.float64)]}, "average is not finite"),
+        ({"step": 96, "average": [torch.zeros(49, dtype=torch.float64)]}, "does not fit the watched parameters"),
+        ({"average": []}, "field 'average' is invalid"),
+        ({"step": -1, "average": []}, "field 'average' is invalid"),
+        ([0.0], "field 'average' is invalid"),
+    ],
+    ids=["nan", "shape", "no-step", "negative-step", "not-a-dict"],
+)
+def test_a_state_with_a_damaged_average_is_refused_and_changes_nothing(damaged, message):
     config = AutoDropConfig(window_size=4, drop_factor=0.5, average=True)
     x, autodrop, _ = noisy_descent(config, 100)
     state = autodrop.state_dict()
-    state["average"] = {"step": 96, "average": [torch.full((50,), float("nan"), dtype=torch.float64)]}
+    state["average"] = damaged
     before = averaged_value(autodrop, x)
-    with pytest.raises(ValueError, match="average is not finite"):
+    with pytest.raises(ValueError, match=message):
         autodrop.load_state_dict(state)
     torch.testing.assert_close(averaged_value(autodrop, x), before, rtol=0, atol=0)
 

@@ -649,7 +649,9 @@ class AutoDrop:
         average = None
         if self.weight_average is not None:
             average = WeightAverage(self.weight_average.gamma)
-            if isinstance(state.get("average"), dict):  # a state saved without the average: it starts afresh
+            if "average" in state:  # a state saved without the average: it starts afresh
+                if not isinstance(state["average"], dict):
+                    raise ValueError("AutoDrop state field 'average' is invalid: a dict (WeightAverage.state_dict()).")
                 average.load_state_dict(state["average"], self.angular_velocity.window_means()[0])
         meter, window = self.angular_velocity, self.window_size
         if self.config.window_size in ("auto", "growing"):

@@ -128,7 +128,6 @@ class AutoDropConfig:
             "all up to 10M trainable parameters, about 262,144 of them above."
         },
     )
-
     average: bool = field(
         default=False,
         metadata={

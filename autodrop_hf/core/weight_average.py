@@ -83,9 +83,12 @@ class WeightAverage:
 
     def load_state_dict(self, state: dict[str, Any], params: Sequence[Tensor]) -> None:
         """Restore :meth:`state_dict` for ``params``; ``ValueError`` (and nothing changed) when it does not fit."""
-        step, average = state["step"], list(state["average"])
-        if not (isinstance(step, int) and step >= 0):
-            raise ValueError(f"AutoDrop state field 'average' has step={step!r}: an integer >= 0.")
+        step, average = state.get("step"), state.get("average")
+        if not (isinstance(step, int) and not isinstance(step, bool) and step >= 0 and isinstance(average, list)):
+            raise ValueError(
+                "AutoDrop state field 'average' is invalid: a dict with 'step' (an integer >= 0) and 'average' (a "
+                "list of tensors), as WeightAverage.state_dict() gives."
+            )
         if average and [tuple(a.shape) for a in average] != [tuple(p.shape) for p in params]:
             raise ValueError("AutoDrop state's weight average does not fit the watched parameters.")
         if not all(isinstance(a, torch.Tensor) and bool(torch.isfinite(a).all()) for a in average):
