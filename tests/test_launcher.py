@@ -127,3 +127,36 @@ def test_the_launchers_help_lists_autodrop(tmp_path):
     assert "autodrop" in result.stdout.split("--lr_scheduler_type")[1][:300]
     missing = _run([sys.executable, "-m", "autodrop_hf.run", str(tmp_path / "nowhere.py")], tmp_path)
     assert missing.returncode == 1 and "nowhere.py: no such file" in missing.stderr
+
+
+PROCESS_GROUP_SCRIPT = """
+import sys
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+
+def main():
+    dist.init_process_group("gloo", init_method=sys.argv[1], rank=0, world_size=1)
+    model = DistributedDataParallel(torch.nn.Linear(2, 1))
+    model(torch.ones(1, 2)).sum().backward()
+    if sys.argv[2] == "keep":
+        sys.kept_model = model  # still alive after the script: the group must stay
+
+main()
+"""
+
+
+def test_the_launcher_destroys_the_process_group_the_script_left_once_its_model_is_gone(tmp_path):
+    script = tmp_path / "ddp_script.py"
+    script.write_text(PROCESS_GROUP_SCRIPT)
+    check = (
+        "import torch.distributed as dist\n"
+        "from autodrop_hf.hf.launcher import run_script\n"
+        "for keep in ('free', 'keep'):\n"
+        f"    run_script({str(script)!r}, [{(tmp_path / 'store').as_uri()!r} + keep, keep])\n"
+        "    print(keep, 'initialized after the script:', dist.is_initialized())\n"
+    )
+    result = _run([sys.executable, "-c", check], tmp_path)
+    assert result.returncode == 0, result.stderr
+    # freed: destroyed (no teardown left to interpreter exit); still referenced: left alone (no deadlock)
+    assert "free initialized after the script: False\nkeep initialized after the script: True" in result.stdout

@@ -12,6 +12,7 @@ Several processes: ``accelerate launch -m autodrop_hf.run SCRIPT ARGS`` or
 
 from __future__ import annotations
 
+import gc
 import runpy
 import sys
 from collections.abc import Sequence
@@ -42,3 +43,28 @@ def run_script(script: str | Path, arguments: Sequence[str]) -> None:
     sys.argv = [str(path), *arguments]
     sys.path.insert(0, str(path.resolve().parent))
     runpy.run_path(str(path), run_name="__main__")
+    end_process_group()
+
+
+def end_process_group() -> None:
+    """Destroy the process group a script left initialized, once nothing that holds it is alive.
+
+    A Hugging Face script never destroys the group: it is then torn down at interpreter exit, where gloo's
+    worker threads may abort the process (``terminate called without an active exception``) after training
+    has finished. Destroying it while a DDP model or DeepSpeed engine still holds it would move the teardown
+    into that object's deallocation, which can deadlock; so the script's objects are collected first and the
+    group is left alone if one of them survives (a script that keeps its model in a global variable).
+    """
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    gc.collect()
+    if not any(_holds_process_group(thing) for thing in gc.get_objects()):
+        dist.destroy_process_group()
+
+
+def _holds_process_group(thing: object) -> bool:
+    from torch.nn.parallel import DistributedDataParallel
+
+    return isinstance(thing, DistributedDataParallel) or type(thing).__name__ == "DeepSpeedEngine"
