@@ -23,8 +23,9 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
+# Two workers: most of the suite's time is one-threaded start-up of subprocesses (Trainer runs, launches).
 test: lint
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2
 
 # The wheel and sdist install into a fresh virtualenv (torch from TORCH, the rest from the index) and work.
 package-check: $(VENV)/.installed
