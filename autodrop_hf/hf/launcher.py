@@ -4,7 +4,8 @@ Before the script runs, the names a script imports from ``transformers`` are poi
 subclasses: ``TrainingArguments`` / ``Seq2SeqTrainingArguments`` accept ``--lr_scheduler_type autodrop``
 and the ``--autodrop_*`` flags (``--help`` lists them), and ``Trainer`` / ``Seq2SeqTrainer`` build the
 schedule and its callback. Every other scheduler name behaves exactly as before. The script then runs as
-``python SCRIPT ARGS`` would run it (``__name__ == "__main__"``, ``sys.argv``, its folder on ``sys.path``).
+``python SCRIPT ARGS`` would run it (``__name__ == "__main__"``, ``sys.argv``, its folder on ``sys.path``);
+after it, a process group it left initialized is destroyed (:func:`end_process_group`).
 
 Several processes: ``accelerate launch -m autodrop_hf.run SCRIPT ARGS`` or
 ``torchrun --nproc_per_node N -m autodrop_hf.run SCRIPT ARGS``.
