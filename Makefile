@@ -42,6 +42,7 @@ package-check: $(VENV)/.installed
 bench-cost: $(VENV)/.installed
 	$(PY) benchmarks/step_overhead.py --model tiny --steps 1000
 	$(PY) benchmarks/step_overhead.py --model minilm --steps 300
+	$(PY) benchmarks/step_overhead.py --model minilm --steps 300 --average
 	$(PY) benchmarks/step_overhead.py --model minilm --steps 100 --batch_size 32 --seq_len 128
 	$(PY) benchmarks/step_overhead.py --model minilm --steps 300 --sample_fraction 0.01
 	$(PY) benchmarks/step_overhead.py --model minilm --steps 100 --batch_size 32 --seq_len 128 --sample_fraction 0.01

@@ -297,10 +297,11 @@ def sampling_table(results: Path) -> str:
 
 def _mode(result: dict) -> str:
     fraction = result.get("sample_fraction", 1.0)
+    average = " + weight average" if result.get("average") else ""
     if fraction == 1:
-        return "exact"
+        return "exact" + average
     block = f", blocks of {result['sample_block']}" if "sample_block" in result else ""
-    return f"memory-light ({fraction:g}{block})"
+    return f"memory-light ({fraction:g}{block})" + average
 
 
 def compute_line(runs: list[dict]) -> str:

@@ -9,9 +9,10 @@ One process, interleaved: every training step is timed in three parts (forward+b
     python benchmarks/step_overhead.py --model tiny --steps 1000
     python benchmarks/step_overhead.py --model minilm --steps 300 --sample_fraction 0.01   # memory-light mode
     python benchmarks/step_overhead.py --model minilm --steps 300 --sample_fraction 0.01 --sample_block 4
+    python benchmarks/step_overhead.py --model minilm --steps 300 --average   # with the weight average
 
-Writes ``results/step_overhead_<model>_<batch>x<length>[_window<k>][_sample<f>[_block<b>]]_cpu.json`` (the
-window when it is not 64).
+Writes ``results/step_overhead_<model>_<batch>x<length>[_window<k>][_sample<f>[_block<b>]][_average]_cpu.json``
+(the window when it is not 64).
 """
 
 from __future__ import annotations
@@ -62,13 +63,14 @@ def main() -> None:
     parser.add_argument("--seq_len", type=int, default=64)
     parser.add_argument("--sample_fraction", type=float, default=1.0, help="the memory-light mode (1: exact)")
     parser.add_argument("--sample_block", type=int, help="memory-light: elements per block (default: the library's)")
+    parser.add_argument("--average", action="store_true", help="keep the weight average (AutoDropConfig.average)")
     parser.add_argument("--output", type=Path, default=Path(__file__).parent / "results")
     args = parser.parse_args()
 
     torch.manual_seed(0)
     model = load_model(args.model).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=2e-5)
-    config = AutoDropConfig(window_size=args.window_size, sample_fraction=args.sample_fraction)
+    config = AutoDropConfig(window_size=args.window_size, sample_fraction=args.sample_fraction, average=args.average)
     autodrop = AutoDrop(model, config, momentum=0.9)  # AdamW's β1
     if args.sample_block is not None:  # the same detector, its meter cutting blocks of another size
         autodrop.angular_velocity = autodrop.angular_velocity.with_block(args.sample_block)
@@ -96,12 +98,15 @@ def main() -> None:
     buffer_bytes = sum(
         b.reference.nbytes + b.window_sum.nbytes + b.previous.nbytes for b in autodrop.angular_velocity.buffers
     )
+    if autodrop.weight_average is not None:
+        buffer_bytes += sum(a.nbytes for a in autodrop.weight_average.average)
     train_step = [sum(parts) - a for *parts, a in zip(*times.values(), strict=True)]
     result = {
         "model": args.model,
         "trainable_parameters": trainable,
         "window_size": args.window_size,
         "sample_fraction": args.sample_fraction,
+        "average": args.average,
         "watched_parameters": autodrop.angular_velocity.num_parameters,
         "sample_block": autodrop.angular_velocity.sample_block,
         "steps": args.steps,
@@ -121,6 +126,7 @@ def main() -> None:
     mode = "" if args.window_size == 64 else f"_window{args.window_size}"
     mode += "" if args.sample_fraction == 1 else f"_sample{args.sample_fraction:g}"
     mode += "" if args.sample_block is None else f"_block{args.sample_block}"
+    mode += "_average" if args.average else ""
     out = args.output / f"step_overhead_{args.model}_{result['batch']}{mode}_cpu.json"
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))

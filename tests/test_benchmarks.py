@@ -174,10 +174,17 @@ def test_the_glue_benchmark_script_and_aggregate_run_on_a_tiny_task(tmp_path: Pa
 
 
 def test_the_cost_and_rule_selection_benchmarks_run(tmp_path: Path) -> None:
-    _run([sys.executable, "benchmarks/step_overhead.py", "--model", "tiny", "--steps", "20", "--output", str(tmp_path)])
-    (cost,) = tmp_path.glob("step_overhead_*.json")
+    _run(
+        [
+            sys.executable,
+            "benchmarks/step_overhead.py",
+            *("--model", "tiny", "--steps", "20", "--window_size", "4", "--average", "--output", str(tmp_path)),
+        ]
+    )
+    (cost,) = tmp_path.glob("step_overhead_*_window4_average_cpu.json")
     measured = json.loads(cost.read_text())
-    assert measured["bytes_per_trainable_parameter"] == pytest.approx(12, abs=0.5)
+    assert measured["bytes_per_trainable_parameter"] == pytest.approx(16, abs=0.5)  # 12 for the angle, 4 the average
+    assert measured["angles"] == 5  # 7 windows of 4 in the 30 steps run; an angle needs 3 window means
     _run(
         [
             sys.executable,
