@@ -113,17 +113,16 @@ def family_table(name: str, folder: Path, metric: str, budgets: list[int]) -> li
 
 def _lead_lines(lead, runs, meta, schedules, seeds, budgets, metric) -> list[str]:
     """For one of AutoDrop's horizon-free schedules: its drops, done and final LR per seed, the train/dev gap, and
-    the cells (budgets, the same seeds) where it is ahead of each other schedule."""
+    the cells (budgets) where it is ahead of each other schedule, on the seeds both ran."""
     wins: dict[str, int] = defaultdict(int)
     compared: dict[str, int] = defaultdict(int)
     for schedule in schedules:
         for b in budgets:
-            mine = [runs[(schedule, s)][b][metric] for s in seeds if b in runs.get((schedule, s), {})]
-            theirs = [runs[(lead, s)][b][metric] for s in seeds if b in runs.get((lead, s), {})]
-            if schedule == lead or not mine or len(theirs) != len(mine):
+            both = [s for s in seeds if b in runs.get((schedule, s), {}) and b in runs.get((lead, s), {})]
+            if schedule == lead or not both:
                 continue
             compared[schedule] += 1
-            ahead = statistics.fmean(theirs) - statistics.fmean(mine)
+            ahead = statistics.fmean(runs[(lead, s)][b][metric] - runs[(schedule, s)][b][metric] for s in both)
             if ahead > 0 if metric.endswith("bleu") else ahead < 0:
                 wins[schedule] += 1
     extra, gaps = [], []

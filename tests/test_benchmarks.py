@@ -281,13 +281,16 @@ def test_the_horizon_free_tables_by_hand(tmp_path: Path) -> None:
             write("linear", budget, seed, [(budget // 2, 9.0), (budget, loss)])  # only its end counts
         write("autodrop_anytime", 4000, seed, [(500, 2.2), (1000, 0.9), (2000, 0.5), (4000, 0.3)])
         write("wsd", 500, seed, [(500, 2.5)])  # a competitor run at one budget only
+    # a third seed that the oracle ran at 500 steps only, and no competitor
+    write("linear", 500, 2, [(500, 2.5)])
+    write("autodrop_anytime", 4000, 2, [(500, 2.75), (1000, 0.9), (2000, 0.5), (4000, 0.3)])
     tables = _run([sys.executable, "benchmarks/anytime_tables.py", "--results", str(tmp_path)]).stdout
     # regret per seed: +10% and +10%; -10% and -10%; 0 and 0; +20% and -40%
     assert (
-        "| autodrop_anytime | +10.00 ± 0.00 (2) | -10.00 ± 0.00 (2) | +0.00 ± 0.00 (2) | -10.00 ± 42.43 (2) |" in tables
+        "| autodrop_anytime | +10.00 ± 0.00 (3) | -10.00 ± 0.00 (2) | +0.00 ± 0.00 (2) | -10.00 ± 42.43 (2) |" in tables
     )
     assert "seed 0: 1 drops, done not said, final LR 0.0005 (0.50 of the peak), 1.0 min" in tables
-    assert "by competitor: linear 2 of 4, wsd 1 of 1" in tables  # counted where both ran
+    assert "by competitor: linear 2 of 4, wsd 1 of 1" in tables  # counted on the seeds both ran (not seed 2)
 
 
 def test_the_horizon_free_benchmarks_run_on_tiny_inputs(tmp_path: Path) -> None:
