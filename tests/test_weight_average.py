@@ -113,8 +113,9 @@ def test_the_average_resumes_bit_for_bit_from_a_saved_state():
         ({"average": []}, "field 'average' is invalid"),
         ({"step": -1, "average": []}, "field 'average' is invalid"),
         ([0.0], "field 'average' is invalid"),
+        ({"step": 96, "average": [0.0]}, "holds something not a tensor"),
     ],
-    ids=["nan", "shape", "no-step", "negative-step", "not-a-dict"],
+    ids=["nan", "shape", "no-step", "negative-step", "not-a-dict", "not-tensors"],
 )
 def test_a_state_with_a_damaged_average_is_refused_and_changes_nothing(damaged, message):
     config = AutoDropConfig(window_size=4, drop_factor=0.5, average=True)
@@ -152,6 +153,34 @@ def test_the_averaged_preset_is_the_anytime_rule_with_the_average_and_gentler_st
     preset = AutoDropConfig.preset("anytime_average")
     assert preset == AutoDropConfig.anytime(average=True, power_exponent=0.25)
     assert (preset.window_size, preset.drop_factor) == ("growing", "power")
+
+
+def test_the_averaged_preset_takes_a_drop_factor_that_is_not_a_power_decay():
+    config = AutoDropConfig.anytime_average(drop_factor=0.5)
+    assert (config.drop_factor, config.average, config.power_exponent) == (0.5, True, 0.5)
+    assert AutoDropConfig.anytime_average(drop_factor="auto").power_exponent == 0.25
+
+
+def test_tensors_frozen_and_unfrozen_start_the_average_afresh_even_of_the_same_shape():
+    torch.manual_seed(0)
+    first, second = torch.nn.Parameter(torch.full((4,), 100.0)), torch.nn.Parameter(torch.full((4,), -1.0))
+    second.requires_grad_(False)
+    optimizer = torch.optim.SGD([first, second], lr=0.1)
+    autodrop = AutoDrop([first, second], AutoDropConfig(window_size=4, drop_factor=0.5, average=True), momentum=0.0)
+    for step in range(80):
+        if step == 40:  # the next phase trains the other tensor, of the same shape
+            first.requires_grad_(False)
+            second.requires_grad_(True)
+        trained = second if step >= 40 else first
+        loss = 0.5 * ((trained - trained.detach().round() - 0.01 * torch.randn(4)) ** 2).sum()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        autodrop.step()
+    assert autodrop.weight_average.params == [second]
+    with autodrop.averaged():
+        assert (second - -1.0).abs().max() < 0.1  # its own average, nothing of the first tensor's 100
+    assert float(first[0]) == pytest.approx(100.0, abs=0.1)
 
 
 def test_with_the_average_automatic_sampling_watches_every_element():

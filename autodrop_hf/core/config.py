@@ -212,8 +212,10 @@ class AutoDropConfig:
     def anytime_average(cls, **overrides: Any) -> AutoDropConfig:
         """The horizon-free rule read on a weight average: :meth:`anytime` with ``average=True`` and the gentler
         stairs of ``(t / t_0) ** -0.25`` (the average removes much of the noise a decay would). Keyword
-        arguments override single values."""
-        return cls.anytime(**{"average": True, "power_exponent": AVERAGED_POWER_EXPONENT, **overrides})
+        arguments override single values (a ``drop_factor`` that is not a power decay leaves the exponent out)."""
+        stairs = overrides.get("drop_factor", "power") in ("power", "auto")
+        exponent = {"power_exponent": AVERAGED_POWER_EXPONENT} if stairs else {}
+        return cls.anytime(**{"average": True, **exponent, **overrides})
 
     @classmethod
     def preset(cls, name: str, **overrides: Any) -> AutoDropConfig:

@@ -43,11 +43,13 @@ class WeightAverage:
     @torch.no_grad()
     def update(self, params: Sequence[Tensor], means: Sequence[Tensor], step: int) -> None:
         """Take in the window means ``means`` of ``params`` at optimizer step ``step``: they stand for every step
-        since the last update. Other tensors than the last update's (new trainable tensors, or tensors given
-        other shapes) start the average afresh from these means; tensors moved to another dtype or device
-        (``model.double()``, ``.to(device)``) take their average with them."""
+        since the last update. Other tensors than the last update's (tensors that became trainable or frozen,
+        even of the same shapes, or tensors given other shapes) start the average afresh from these means;
+        tensors moved to another dtype or device (``model.double()``, ``.to(device)``) take their average with
+        them."""
+        same_tensors = len(self.params) == len(params) and all(a is b for a, b in zip(self.params, params, strict=True))
         shapes = [m.shape for m in means]
-        if [a.shape for a in self.average] != shapes or step <= self.step:
+        if not same_tensors or [a.shape for a in self.average] != shapes or step <= self.step:
             self.average = [m.detach().clone() for m in means]
         else:
             self.average = [a.to(device=m.device, dtype=m.dtype) for a, m in zip(self.average, means, strict=True)]
@@ -62,14 +64,30 @@ class WeightAverage:
         if not self.average:
             yield
             return
-        with torch.no_grad():
-            live = [p.detach().clone() for p in self.params]
-            torch._foreach_copy_(self.params, self.average)
+        live = self.swap_in()
         try:
             yield
         finally:
-            with torch.no_grad():
-                torch._foreach_copy_(self.params, live)
+            self.swap_out(live)
+
+    @torch.no_grad()
+    def swap_in(self) -> list[Tensor]:
+        """Write the average into the tensors (rounded to their dtype); their live values, for :meth:`swap_out`."""
+        live = [p.detach().clone() for p in self.params]
+        torch._foreach_copy_(self.params, self.average)
+        return live
+
+    @torch.no_grad()
+    def swap_out(self, live: Sequence[Tensor]) -> None:
+        """Give the tensors back the live values :meth:`swap_in` returned."""
+        torch._foreach_copy_(self.params, list(live))
+
+    @torch.no_grad()
+    def is_swapped_in(self) -> bool:
+        """Whether the tensors hold the average now (as :meth:`swapped_in` writes it, rounded to their dtype)."""
+        return bool(self.average) and all(
+            torch.equal(p, a.to(device=p.device, dtype=p.dtype)) for p, a in zip(self.params, self.average, strict=True)
+        )
 
     @torch.no_grad()
     def copy_to_params(self) -> None:
@@ -89,9 +107,11 @@ class WeightAverage:
                 "AutoDrop state field 'average' is invalid: a dict with 'step' (an integer >= 0) and 'average' (a "
                 "list of tensors), as WeightAverage.state_dict() gives."
             )
+        if not all(isinstance(a, torch.Tensor) for a in average):
+            raise ValueError("AutoDrop state field 'average' is invalid: its 'average' holds something not a tensor.")
         if average and [tuple(a.shape) for a in average] != [tuple(p.shape) for p in params]:
             raise ValueError("AutoDrop state's weight average does not fit the watched parameters.")
-        if not all(isinstance(a, torch.Tensor) and bool(torch.isfinite(a).all()) for a in average):
+        if not all(bool(torch.isfinite(a).all()) for a in average):
             raise ValueError("AutoDrop state's weight average is not finite: it cannot be read.")
         self.average = [a.to(device=p.device).clone() for a, p in zip(average, params, strict=False)]
         self.params = list(params) if average else []
