@@ -550,6 +550,90 @@ def test_with_the_average_evaluations_read_it_training_is_unchanged_and_the_mode
     ]
 
 
+class AverageProbe(TrainerCallback):
+    """Records, at every evaluation, whether the model holds AutoDrop's weight average."""
+
+    def __init__(self, autodrop_callback):
+        self.autodrop_callback, self.held = autodrop_callback, []
+
+    def on_evaluate(self, args, state, control, **kwargs):
+        self.held.append((state.global_step, self.autodrop_callback.autodrop.weight_average.is_swapped_in()))
+
+
+class EvaluateAt(TrainerCallback):
+    def __init__(self, step):
+        self.step = step
+
+    def on_step_end(self, args, state, control, **kwargs):
+        control.should_evaluate |= state.global_step == self.step
+
+
+def test_with_the_average_every_evaluation_reads_it_on_start_and_for_callbacks_added_later(tmp_path):
+    config = AutoDropConfig.anytime_average(window_size=2, buffer_size=2)
+
+    def trainer_with(autodrop_callback, probe, **kw):
+        args = training_args(
+            tmp_path, cls=TrainingArguments, lr_scheduler_type="constant", max_steps=20, eval_strategy="steps", **kw
+        )
+        return Trainer(
+            model=tiny_bert(),
+            args=args,
+            train_dataset=TokenParity(),
+            eval_dataset=TokenParity(32, seed=1),
+            callbacks=[autodrop_callback, probe],
+        )
+
+    callback = AutoDropCallback(config)
+    probe = AverageProbe(callback)
+    trainer_with(callback, probe, eval_steps=10, save_strategy="steps", save_steps=10).train()
+    callback = AutoDropCallback(config)
+    probe = AverageProbe(callback)
+    resumed = trainer_with(callback, probe, eval_steps=10, eval_on_start=True)
+    resumed.add_callback(EvaluateAt(13))  # after the Trainer was built: after AutoDrop's callbacks, until train()
+    resumed.train(resume_from_checkpoint=str(tmp_path / "checkpoint-10"))
+    assert probe.held == [(10, True), (13, True), (20, True)]
+
+
+def test_an_evaluation_that_raised_leaves_neither_the_average_nor_its_stale_weights_behind(tmp_path):
+    config = AutoDropConfig.anytime_average(window_size=2, buffer_size=2)
+    failing = {"now": True}
+
+    def metrics(prediction):
+        if failing["now"]:
+            raise KeyboardInterrupt("stopped during the evaluation")
+        return {}
+
+    def trainer_with(folder, compute_metrics=None):
+        args = training_args(
+            folder,
+            cls=TrainingArguments,
+            lr_scheduler_type="constant",
+            max_steps=20,
+            eval_strategy="steps",
+            eval_steps=10,
+            save_strategy="steps",
+            save_steps=5,
+        )
+        return Trainer(
+            model=tiny_bert(),
+            args=args,
+            train_dataset=TokenParity(),
+            eval_dataset=TokenParity(32, seed=1),
+            callbacks=[AutoDropCallback(config)],
+            compute_metrics=compute_metrics,
+        )
+
+    straight = trainer_with(tmp_path / "straight")
+    straight.train()
+    trainer = trainer_with(tmp_path / "stopped", compute_metrics=metrics)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.train()  # raised in the step-10 evaluation, with the average in the model
+    failing["now"] = False
+    trainer.train(resume_from_checkpoint=str(tmp_path / "stopped/checkpoint-5"))
+    pairs = zip(trainer.model.parameters(), straight.model.parameters(), strict=True)
+    assert all(torch.equal(a, b) for a, b in pairs)  # the checkpoint's weights were not overwritten
+
+
 def test_the_average_resumes_exactly_in_the_trainer_and_best_model_loading_is_refused(tmp_path):
     def make_args(folder, **kw):
         return training_args(folder, **ANYTIME, autodrop_average=True, max_steps=300, **kw)

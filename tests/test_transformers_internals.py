@@ -149,6 +149,11 @@ class EventOrder(TrainerCallback):
     def __init__(self):
         self.events, self.recording = [], False
 
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.recording = args.eval_on_start
+        if self.recording:
+            self.events.append("train_begin")
+
     def on_step_end(self, args, state, control, **kwargs):
         self.recording = control.should_evaluate
         if self.recording:
@@ -166,10 +171,13 @@ class EventOrder(TrainerCallback):
         self.recording = False
 
 
-@pytest.mark.parametrize("datasets", [1, 3])
-def test_a_due_evaluation_runs_after_the_step_end_once_per_dataset_and_before_the_save(tmp_path, datasets):
+@pytest.mark.parametrize(("datasets", "eval_on_start"), [(1, False), (3, True)])
+def test_a_due_evaluation_runs_after_the_step_end_once_per_dataset_and_before_the_save(
+    tmp_path, datasets, eval_on_start
+):
     order = EventOrder()
     values = dict(output_dir=str(tmp_path), max_steps=4, eval_strategy="steps", eval_steps=2, save_strategy="steps")
+    values.update(eval_on_start=eval_on_start)
     args = TrainingArguments(**values, save_steps=2, report_to=[], use_cpu=True, disable_tqdm=True)
     evaluation = TokenParity(8, seed=1)
     eval_dataset = evaluation if datasets == 1 else {str(i): evaluation for i in range(datasets)}
@@ -178,4 +186,5 @@ def test_a_due_evaluation_runs_after_the_step_end_once_per_dataset_and_before_th
     )
     trainer.train()
     assert evaluations_per_evaluation(trainer) == datasets
-    assert order.events == (["step_end"] + ["evaluate"] * datasets + ["save"]) * 2
+    on_start = ["train_begin"] + ["evaluate"] * datasets if eval_on_start else []  # right after on_train_begin
+    assert order.events == on_start + (["step_end"] + ["evaluate"] * datasets + ["save"]) * 2

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import shutil
@@ -20,6 +19,7 @@ from ..core.history import HISTORY_FILE, append_record, resume_history
 from ..core.scheduler import AutoDropLR
 from ..core.scheduler_adapters import unwrap_scheduler
 from ..core.user_warnings import warn
+from ..core.weight_average import WeightAverage
 from .scheduler_kwargs import split_scheduler_kwargs
 from .training_args import scheduler_name, uses_autodrop
 from .transformers_internals import (
@@ -115,11 +115,7 @@ class AutoDropCallback(TrainerCallback):
                 "this Trainer has two AutoDropCallbacks: each would drop the learning rate and write every "
                 "history line; keep one."
             )
-        if self in callbacks:
-            callbacks.remove(self)
-        callbacks.insert(0, self)
-        tails = [self._evaluate_on_average, _RemoveLogKeys()]
-        callbacks[:] = [cb for cb in callbacks if not isinstance(cb, _EvaluateOnAverage | _RemoveLogKeys)] + tails
+        self._take_place(callbacks)
         if uses_autodrop(trainer.args) and not getattr(trainer, "builds_autodrop_scheduler", False):
             raise ValueError(
                 "lr_scheduler_type='autodrop' needs AutoDropTrainer (or AutoDropSeq2SeqTrainer), or a script "
@@ -134,6 +130,15 @@ class AutoDropCallback(TrainerCallback):
                 "checkpoint's live weights for the best average's metric: drop one of the two."
             )
         self._attached_to = weakref.ref(trainer)
+
+    def _take_place(self, callbacks: list[TrainerCallback]) -> None:
+        """First among ``callbacks``, the average's swap and the log clean-up last: after every other callback,
+        those added with ``trainer.add_callback`` too (this runs again at every ``on_train_begin``)."""
+        if self in callbacks:
+            callbacks.remove(self)
+        callbacks.insert(0, self)
+        tails = [self._evaluate_on_average, _RemoveLogKeys()]
+        callbacks[:] = [cb for cb in callbacks if not isinstance(cb, _EvaluateOnAverage | _RemoveLogKeys)] + tails
 
     def on_init_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
         trainer = running_trainer()
@@ -174,6 +179,8 @@ class AutoDropCallback(TrainerCallback):
         trainer = running_trainer()
         if trainer is not None and (self._attached_to is None or self._attached_to() is not trainer):
             self.attach(trainer)  # added with trainer.add_callback after __init__, or to another Trainer
+        elif trainer is not None:
+            self._take_place(trainer.callback_handler.callbacks)  # callbacks added since
         self.autodrop = self._build(args, state, model, lr_scheduler)
         self._logged_at = None
         schedule = scheduler_name(args)
@@ -320,34 +327,46 @@ def check_deepspeed(args: TrainingArguments) -> None:
 
 class _EvaluateOnAverage(TrainerCallback):
     """After every other callback: with ``average=True``, swap the weight average into the model when an
-    evaluation is due (``control.should_evaluate`` at a step's or an epoch's end: the Trainer evaluates next) and
-    the live weights back at the last ``on_evaluate`` (one per evaluation dataset), before the checkpoint is saved;
-    a swap still open at the next step (an evaluation that did not run) is closed there."""
+    evaluation is due (``control.should_evaluate`` at a step's or an epoch's end, ``eval_on_start`` at the start:
+    the Trainer evaluates next) and the live weights back at the last ``on_evaluate`` (one per evaluation
+    dataset), before the checkpoint is saved; a swap still open at the next step (an evaluation that did not run)
+    is closed there. One left open by an evaluation that raised is closed when training starts again, unless
+    the model has been loaded since (a resumed checkpoint's weights stay)."""
 
     def __init__(self, owner: AutoDropCallback) -> None:
         self.owner = weakref.ref(owner)
-        self._swap = contextlib.ExitStack()
+        self._swapped: tuple[WeightAverage, list[torch.Tensor]] | None = None  # the average in, the live weights
         self._evaluations_left = 0
 
-    def _enter(self, control: TrainerControl) -> None:
+    def _enter(self, due: bool) -> None:
         owner = self.owner()
         autodrop = None if owner is None else owner.autodrop
-        if control.should_evaluate and autodrop is not None and autodrop.weight_average is not None:
+        average = None if autodrop is None else autodrop.weight_average
+        if due and average is not None and average.average:
             self.close()
             trainer = None if owner._attached_to is None else owner._attached_to()
             self._evaluations_left = evaluations_per_evaluation(trainer)
-            self._swap.enter_context(autodrop.averaged())
+            self._swapped = (average, average.swap_in())
 
     def close(self, *args: Any, **kwargs: Any) -> None:
         """Put the live weights back, if the average is in."""
         self._evaluations_left = 0
-        self._swap.close()
+        if self._swapped is not None:
+            average, live = self._swapped
+            self._swapped = None
+            average.swap_out(live)
+
+    def on_train_begin(self, args: Any, state: Any, control: TrainerControl, **kwargs: Any) -> None:
+        if self._swapped is not None and not self._swapped[0].is_swapped_in():
+            self._swapped = None  # the model was loaded since the evaluation that raised: keep what was loaded
+        self.close()
+        self._enter(args.eval_on_start)
 
     def on_step_end(self, args: Any, state: Any, control: TrainerControl, **kwargs: Any) -> None:
-        self._enter(control)
+        self._enter(control.should_evaluate)
 
     def on_epoch_end(self, args: Any, state: Any, control: TrainerControl, **kwargs: Any) -> None:
-        self._enter(control)
+        self._enter(control.should_evaluate)
 
     def on_evaluate(self, args: Any, state: Any, control: TrainerControl, **kwargs: Any) -> None:
         self._evaluations_left -= 1

@@ -76,8 +76,9 @@ def evaluations_per_evaluation(trainer: Trainer | None) -> int:
     """How many ``on_evaluate`` events one evaluation of ``trainer`` gives: one per evaluation dataset.
 
     When a step's or an epoch's end sets ``control.should_evaluate``, the Trainer evaluates before it saves a
-    checkpoint (``_maybe_log_save_evaluate``); ``Trainer.evaluate`` calls itself once per dataset of a dict
-    ``eval_dataset``, and each call ends with ``on_evaluate``.
+    checkpoint (``_maybe_log_save_evaluate``); with ``eval_on_start`` it evaluates right after ``on_train_begin``;
+    ``Trainer.evaluate`` calls itself once per dataset of a dict ``eval_dataset``, and each call ends with
+    ``on_evaluate``.
     """
     datasets = getattr(trainer, "eval_dataset", None)
     return len(datasets) if isinstance(datasets, dict) else 1
