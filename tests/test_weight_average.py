@@ -128,6 +128,20 @@ def test_a_state_with_a_damaged_average_is_refused_and_changes_nothing(damaged, 
     torch.testing.assert_close(averaged_value(autodrop, x), before, rtol=0, atol=0)
 
 
+def test_a_state_without_the_average_or_from_other_settings_starts_it_afresh_and_says_so():
+    config = AutoDropConfig(window_size=4, drop_factor=0.5)
+    _, plain, _ = noisy_descent(config, 100)
+    _, averaged, _ = noisy_descent(config.replace(average=True), 100)
+    with pytest.warns(UserWarning, match="saved without a weight average .* starts afresh at step 100"):
+        averaged.load_state_dict(plain.state_dict())
+    assert averaged.weight_average.average == [] and averaged.num_steps == 100
+    _, other, _ = noisy_descent(config.replace(window_size=8, average=True), 100)
+    assert other.weight_average.average
+    with pytest.warns(UserWarning, match="fresh detector and a fresh weight average"):
+        other.load_state_dict(noisy_descent(config.replace(average=True), 60)[1].state_dict())
+    assert other.weight_average.average == [] and other.num_steps == 60  # nothing of its own steps 1-100 is kept
+
+
 def test_a_run_with_the_average_trains_exactly_as_one_without():
     config = AutoDropConfig(window_size=4, drop_factor=0.5)
     x, plain, _ = noisy_descent(config, 300)

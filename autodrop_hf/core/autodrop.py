@@ -634,11 +634,14 @@ class AutoDrop:
         ]:
             changed.append("the watched elements (another sharding, or another version's memory-light sample)")
         if changed:
+            fresh_average = "" if self.weight_average is None else " and a fresh weight average"
             warn(
                 f"AutoDrop state from a run with other settings ({'; '.join(changed)}): resuming with a fresh "
-                f"detector and the saved learning-rate scale {values['scale']:.6g}.",
+                f"detector{fresh_average} and the saved learning-rate scale {values['scale']:.6g}.",
                 UserWarning,
             )
+            if self.weight_average is not None:
+                self.weight_average = WeightAverage(self.weight_average.gamma)
             self.num_steps = values["num_steps"]
             self.done_step = values["done_step"]
             self._set_scale(values["scale"])
@@ -649,9 +652,15 @@ class AutoDrop:
         average = None
         if self.weight_average is not None:
             average = WeightAverage(self.weight_average.gamma)
-            if "average" in state:  # a state saved without the average: it starts afresh
-                if not isinstance(state["average"], dict):
-                    raise ValueError("AutoDrop state field 'average' is invalid: a dict (WeightAverage.state_dict()).")
+            if "average" not in state:
+                warn(
+                    f"AutoDrop state saved without a weight average (average=False): the average starts afresh at "
+                    f"step {values['num_steps']} and holds only the steps from there.",
+                    UserWarning,
+                )
+            elif not isinstance(state["average"], dict):
+                raise ValueError("AutoDrop state field 'average' is invalid: a dict (WeightAverage.state_dict()).")
+            else:
                 average.load_state_dict(state["average"], self.angular_velocity.window_means()[0])
         meter, window = self.angular_velocity, self.window_size
         if self.config.window_size in ("auto", "growing"):
