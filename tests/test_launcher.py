@@ -160,3 +160,22 @@ def test_the_launcher_destroys_the_process_group_the_script_left_once_its_model_
     assert result.returncode == 0, result.stderr
     # freed: destroyed (no teardown left to interpreter exit); still referenced: left alone (no deadlock)
     assert "free initialized after the script: False\nkeep initialized after the script: True" in result.stdout
+
+
+def test_the_holders_of_a_process_group_are_found_by_type_without_reading_each_objects_class():
+    import warnings
+
+    import torch.distributed
+
+    from autodrop_hf.hf.launcher import _holds_process_group
+
+    class DeepSpeedEngine:  # stands for deepspeed's, found by name: deepspeed is not imported for this
+        pass
+
+    class PipelineEngine(DeepSpeedEngine):
+        pass
+
+    assert _holds_process_group(PipelineEngine()) and not _holds_process_group(object())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # isinstance() reads __class__, which warns on this deprecated object
+        assert not _holds_process_group(torch.distributed.reduce_op)

@@ -650,18 +650,11 @@ class AutoDrop:
         test = self._new_test()
         test.load_state_dict(state["test"])
         average = None
-        if self.weight_average is not None:
-            average = WeightAverage(self.weight_average.gamma)
-            if "average" not in state:
-                warn(
-                    f"AutoDrop state saved without a weight average (average=False): the average starts afresh at "
-                    f"step {values['num_steps']} and holds only the steps from there.",
-                    UserWarning,
-                )
-            elif not isinstance(state["average"], dict):
+        if self.weight_average is not None and "average" in state:  # without it the average starts afresh (below)
+            if not isinstance(state["average"], dict):
                 raise ValueError("AutoDrop state field 'average' is invalid: a dict (WeightAverage.state_dict()).")
-            else:
-                average.load_state_dict(state["average"], self.angular_velocity.window_means()[0])
+            average = WeightAverage(self.weight_average.gamma)
+            average.load_state_dict(state["average"], self.angular_velocity.window_means()[0])
         meter, window = self.angular_velocity, self.window_size
         if self.config.window_size in ("auto", "growing"):
             meter.window_size = saved_window
@@ -673,6 +666,13 @@ class AutoDrop:
         self.test = test
         if average is not None:
             self.weight_average = average
+        elif self.weight_average is not None:  # a state saved without the average
+            self.weight_average = WeightAverage(self.weight_average.gamma)
+            warn(
+                f"AutoDrop state saved without a weight average (average=False): the average starts afresh at "
+                f"step {values['num_steps']} and holds only the steps from there.",
+                UserWarning,
+            )
         self._set_window_size(meter.window_size)
         self.done_step = values["done_step"]
         self.num_steps = values["num_steps"]

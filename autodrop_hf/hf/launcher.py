@@ -66,6 +66,8 @@ def end_process_group() -> None:
 
 
 def _holds_process_group(thing: object) -> bool:
+    """A DDP model or a DeepSpeed engine (or a subclass of either). The type's MRO is read, not ``isinstance``:
+    that would read every object's ``__class__``, which warns or raises for some (``torch.distributed.reduce_op``)."""
     from torch.nn.parallel import DistributedDataParallel
 
-    return isinstance(thing, DistributedDataParallel) or type(thing).__name__ == "DeepSpeedEngine"
+    return any(c is DistributedDataParallel or c.__name__ == "DeepSpeedEngine" for c in type(thing).__mro__)
