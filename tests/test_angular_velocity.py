@@ -362,3 +362,51 @@ def test_parameters_given_new_memory_after_construction_are_followed(sample_frac
     assert len(autodrop.angles) == 40 - 2 and len(autodrop.decisions) >= 10  # every window from the first step
     assert sum("were given new memory" in r.getMessage() for r in caplog.records) == 1
     assert all(b.reference.dtype == torch.float64 for b in autodrop.angular_velocity.buffers)
+
+
+def _ratio_after(points, window_size=2):
+    """The variance ratio of a meter with ``track_span`` fed ``points`` (each held for a window)."""
+    param = torch.nn.Parameter(torch.zeros(3, dtype=torch.float64))
+    meter = WindowedAngularVelocity([param], window_size=window_size, track_span=True)
+    for point in points:
+        for _ in range(window_size):
+            param.data.copy_(torch.as_tensor(point, dtype=torch.float64))
+            meter.observe()
+    return meter
+
+
+@pytest.mark.parametrize(
+    ("points", "expected"),
+    [
+        # a straight line: 4 equal displacements give angles (the first displacement only opens the chain)
+        ([[i, 2 * i, 0] for i in range(6)], 4.0),
+        # back and forth: displacements +d, -d, +d, -d: they cancel
+        ([[i % 2, 0, 0] for i in range(6)], 0.0),
+        # back and forth, odd count: |d|² / (5 |d|²)
+        ([[i % 2, 0, 0] for i in range(7)], 1 / 5),
+        # a right-angle staircase: (1,0,0), (0,1,0), ... sums to (2,2,0) over 4 steps of length 1
+        ([[(i + 1) // 2, i // 2, 0] for i in range(6)], 2.0),
+    ],
+    ids=["line", "back-and-forth-even", "back-and-forth-odd", "staircase"],
+)
+def test_the_variance_ratio_of_closed_form_paths(points, expected):
+    meter = _ratio_after(points)
+    assert meter.take_variance_ratio() == pytest.approx(expected, abs=1e-12)
+    assert meter.take_variance_ratio() is None  # a new span: nothing in it yet
+
+
+def test_the_span_resumes_from_a_state_and_starts_afresh_from_one_without_it():
+    line = [[i, 2 * i, 0] for i in range(6)]
+    meter = _ratio_after(line[:4])  # two displacements with angles so far
+    state = meter.state_dict()
+    param = torch.nn.Parameter(torch.zeros(3, dtype=torch.float64))
+    for saved, expected in ((state, 4.0), ({k: v for k, v in state.items() if k not in ("span", "span_sum_sq")}, 2.0)):
+        resumed = WindowedAngularVelocity([param], window_size=2, track_span=True)
+        resumed.load_state_dict(saved)
+        for point in line[4:]:
+            for _ in range(2):
+                param.data.copy_(torch.as_tensor(point, dtype=torch.float64))
+                resumed.observe()
+        assert resumed.take_variance_ratio() == pytest.approx(expected, abs=1e-12)
+    with pytest.raises(RuntimeError, match="track_span=True"):
+        WindowedAngularVelocity([param], window_size=2).take_variance_ratio()

@@ -142,16 +142,23 @@ def test_fast_path_takes_the_readable_twins_decisions_step_by_step(config, steps
     if horizon is not None:
         config = config.replace(window_size=autodrop.window_size)
     twin = ReferenceAutoDrop(config, beta, horizon, warmup, floors=tuple(autodrop.floors))
+    ratios = []
     for t in range(steps):
         lr = problem.optimizer.param_groups[0]["lr"]
         assert lr == pytest.approx(problem.lr * problem.scheduler.warmup_factor(t) * twin.lr_scales()[0], rel=1e-12)
         problem.train_step()
         assert autodrop.step() == twin.step(problem.x), f"step {t + 1}"
+        ratio = (autodrop.last_record or {}).get("variance_ratio")
+        if ratio is not None:  # drift_ratio: the float32 span against the twin's float64 displacements
+            assert ratio == pytest.approx(twin.variance_ratio, rel=1e-4), f"step {t + 1}"
+            ratios.append(ratio)
     assert autodrop.drops == twin.drops and len(twin.drops) >= 5
     assert [s for s, _ in autodrop.angles] == [s for s, _ in twin.angles]
     fast, slow = np.array([a for _, a in autodrop.angles]), np.array([a for _, a in twin.angles])
     assert np.abs(fast - slow).max() < 1e-2
     assert autodrop.done_step == twin.done_step
+    if config.drift_ratio is not None:  # both sides of the ratio's boundary were met
+        assert min(ratios) < config.drift_ratio <= max(ratios)
 
 
 def test_default_rule_holds_while_training_drifts_and_otherwise_follows_a_linear_decay_to_zero():

@@ -45,6 +45,8 @@ def test_defaults_are_the_library_rule_and_the_paper_preset_is_the_papers():
         ("threshold", -0.1, "threshold > 0"),
         ("threshold", float("inf"), "threshold > 0"),
         ("drift_z", -1.0, "drift_z >= 0"),
+        ("drift_ratio", 0.0, "drift_ratio > 0, or None"),
+        ("drift_ratio", "1", "drift_ratio must be a number"),
         ("min_lr", -1e-6, "min_lr >= 0"),
         ("min_lr", [1e-6, -1.0], "min_lr >= 0"),
         ("min_lr", [], "non-empty list"),
@@ -65,6 +67,8 @@ def test_a_setting_of_the_test_not_in_use_is_refused():
         AutoDropConfig(threshold=0.5)
     with pytest.raises(ValueError, match=r"drift_z=1\.0 is read only by the noise-floor test"):
         AutoDropConfig.paper(drift_z=1.0)
+    with pytest.raises(ValueError, match=r"drift_ratio=1\.0 is read only by the noise-floor test"):
+        AutoDropConfig.paper(drift_ratio=1.0)
     assert AutoDropConfig.paper(threshold=0.5).threshold == 0.5 and AutoDropConfig(drift_z=1.0).drift_z == 1.0
 
 

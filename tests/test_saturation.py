@@ -4,7 +4,13 @@ import numpy as np
 import pytest
 from reference import drop_indices
 
-from autodrop_hf.core.saturation import NoiseFloorTest, SaturationResult, SmoothedChangeTest, gaussian_smooth
+from autodrop_hf.core.saturation import (
+    NoiseFloorTest,
+    SaturationResult,
+    SmoothedChangeTest,
+    gaussian_smooth,
+    hold_while_drifting,
+)
 
 
 def test_filter_value_by_hand():
@@ -140,3 +146,12 @@ def test_noise_floor_state_round_trip():
     clone = NoiseFloorTest(buffer_size=3, noise_floor=25.0, drift_z=2.0)
     clone.load_state_dict(test.state_dict())
     assert [clone.update(a) for a in (21.0, 22.0)] == [test.update(a) for a in (21.0, 22.0)]
+
+
+def test_a_drop_is_held_while_the_variance_ratio_reaches_the_drift_ratio():
+    drop = SaturationResult(decided=True, saturated=True, statistic=0.5)
+    hold = SaturationResult(decided=True, saturated=False, statistic=-3.0)
+    assert hold_while_drifting(drop, 1.0, 1.0) == SaturationResult(True, False, 0.5, None, 1.0)  # at the boundary
+    assert hold_while_drifting(drop, 0.99, 1.0) == SaturationResult(True, True, 0.5, None, 0.99)
+    assert hold_while_drifting(drop, None, 1.0) == drop  # no displacement: the angle decides
+    assert hold_while_drifting(hold, 0.1, 1.0).saturated is False  # progress by the angle is kept

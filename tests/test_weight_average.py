@@ -163,16 +163,16 @@ def test_the_average_is_refused_where_it_cannot_be_kept():
         AutoDropConfig(drop_factor=0.5, power_exponent=0.25)
 
 
-def test_the_averaged_preset_is_the_anytime_rule_with_the_average_and_gentler_stairs():
+def test_the_averaged_preset_is_the_anytime_windows_with_the_average_a_drift_hold_and_halving():
     preset = AutoDropConfig.preset("anytime_average")
-    assert preset == AutoDropConfig.anytime(average=True, power_exponent=0.25)
-    assert (preset.window_size, preset.drop_factor) == ("growing", "power")
+    assert preset == AutoDropConfig.anytime(average=True, drop_factor=0.5, drift_ratio=1.0)
+    assert (preset.window_size, preset.power_exponent, preset.done_scale) == ("growing", 0.5, 0.1)
 
 
-def test_the_averaged_preset_takes_a_drop_factor_that_is_not_a_power_decay():
-    config = AutoDropConfig.anytime_average(drop_factor=0.5)
-    assert (config.drop_factor, config.average, config.power_exponent) == (0.5, True, 0.5)
-    assert AutoDropConfig.anytime_average(drop_factor="auto").power_exponent == 0.25
+def test_the_averaged_preset_takes_overrides_of_its_own_values():
+    config = AutoDropConfig.anytime_average(drop_factor="power", drift_ratio=2.0)
+    assert (config.drop_factor, config.drift_ratio, config.average) == ("power", 2.0, True)
+    assert AutoDropConfig.anytime_average(drift_ratio=None).drift_ratio is None
 
 
 def test_tensors_frozen_and_unfrozen_start_the_average_afresh_even_of_the_same_shape():

@@ -223,6 +223,7 @@ class _DeviceBuffers:
         replication: int,
         sample_stride: int = 1,
         sample_block: int = SAMPLE_BLOCK,
+        span: bool = False,
     ) -> None:
         self.dtype = torch.float64 if any(p.dtype == torch.float64 for p in params) else torch.float32
         self.params = sampled_blocks(params, sample_stride, sample_block)
@@ -233,6 +234,7 @@ class _DeviceBuffers:
         self.reference, self.reference_views = self._flat(device)
         self.window_sum, self.window_sum_views = self._flat(device)
         self.previous, self.previous_views = self._flat(device)
+        self.span = torch.zeros(self.numel, dtype=self.dtype, device=device) if span else None
 
     def _flat(self, device: torch.device) -> tuple[Tensor, list[Tensor]]:
         flat = torch.zeros(self.numel, dtype=self.dtype, device=device)
@@ -258,6 +260,14 @@ class _DeviceBuffers:
             previous = self.previous[start : start + _REDUCTION_CHUNK]
             sums += torch.stack((current.dot(previous), current.dot(current), previous.dot(previous))).double()
         return sums / self.replication
+
+    def span_norm_sq(self) -> Tensor:
+        """``‖s_1 + … + s_m‖²`` of the displacements summed in ``span`` (chunked as :meth:`partial_sums`)."""
+        total = torch.zeros((), dtype=torch.float64, device=self.span.device)
+        for start in range(0, self.numel, _REDUCTION_CHUNK):
+            chunk = self.span[start : start + _REDUCTION_CHUNK]
+            total += chunk.dot(chunk).double()
+        return total / self.replication
 
 
 class WindowPhase(enum.Enum):
@@ -289,6 +299,8 @@ class WindowedAngularVelocity:
             (:func:`sampled_blocks`): memory and per-step work shrink by that factor; 1 watches everything.
         sample_block: elements per block of the memory-light mode; ``None``: :func:`sample_block_size` of
             the model's elements (a ``DTensor`` counts its global size), the same on every process.
+        track_span: also sum the displacements that give angles, for :meth:`take_variance_ratio` (one more
+            buffer of the watched elements).
     """
 
     def __init__(
@@ -299,6 +311,7 @@ class WindowedAngularVelocity:
         world_size: int = 1,
         sample_stride: int = 1,
         sample_block: int | None = None,
+        track_span: bool = False,
     ) -> None:
         if window_size < 1:
             raise ValueError(f"window_size must be >= 1, got {window_size}.")
@@ -311,6 +324,8 @@ class WindowedAngularVelocity:
         if sample_block is None:
             sample_block = sample_block_size(self.total_elements, sample_stride)
         self.sample_block = sample_block
+        self.track_span = track_span
+        self.span_sum_sq = 0.0  #: ‖s_1‖² + … + ‖s_m‖² of the displacements summed in the span buffers
         self._build_buffers()
         self.steps_in_window = 0
         self.phase = WindowPhase.EMPTY
@@ -324,7 +339,8 @@ class WindowedAngularVelocity:
             local = _local_tensor(p)
             groups.setdefault((local.device, _replication(p, self.world_size)), []).append(local)
         stride, block = self.sample_stride, self.sample_block
-        self.buffers = [_DeviceBuffers(group, *key, stride, block) for key, group in groups.items()]
+        self.buffers = [_DeviceBuffers(group, *key, stride, block, self.track_span) for key, group in groups.items()]
+        self.span_sum_sq = 0.0
         self._sum_device = self.buffers[0].reference.device
         self._plain = all(_local_tensor(p) is p for p in self.params)
         self._storage = self._storage_now()
@@ -362,7 +378,13 @@ class WindowedAngularVelocity:
         """A new, empty meter of the same parameters and settings that cuts blocks of ``sample_block``
         elements (to compare block sizes on one run)."""
         return WindowedAngularVelocity(
-            self.params, self.window_size, self.reduce_sums, self.world_size, self.sample_stride, sample_block
+            self.params,
+            self.window_size,
+            self.reduce_sums,
+            self.world_size,
+            self.sample_stride,
+            sample_block,
+            self.track_span,
         )
 
     def restart(self, window_size: int) -> None:
@@ -442,12 +464,37 @@ class WindowedAngularVelocity:
             self._skip_window(norm_sq)
             return None
         angle = angle_degrees(dot, norm_sq, previous_norm_sq) if measuring else None
+        if measuring and self.track_span:  # the displacement that gave this angle joins the span
+            for b in self.buffers:
+                b.span.add_(b.window_sum, alpha=1 / self.window_size)
+            self.span_sum_sq += norm_sq / self.window_size**2
         for b in self.buffers:
             b.reference.add_(b.window_sum, alpha=1 / self.window_size)  # the reference is now y_i
             b.swap_window_sum_and_previous()  # s_i becomes the previous displacement
         self.means_taken += 1
         self.phase = WindowPhase.MEASURING
         return angle
+
+    @torch.no_grad()
+    def take_variance_ratio(self) -> float | None:
+        """The variance ratio ``‖s_1 + … + s_m‖² / (‖s_1‖² + … + ‖s_m‖²)`` of the displacements that gave angles
+        since the last call (``track_span``), and a new span from here; ``None`` when there were none.
+
+        How far the window means got, against how far independent steps of the same sizes would carry them: about
+        ``1/m`` for an iterate at rest in a noise ball (the sum telescopes to the difference of two means), a
+        little above 1 for a random walk, ``m`` for a straight line. With several processes it costs one
+        all-reduce of 8 bytes, at the calls only.
+        """
+        if not self.track_span:
+            raise RuntimeError("this meter sums no span: build it with track_span=True.")
+        total = torch.zeros((), dtype=torch.float64, device=self._sum_device)
+        for b in self.buffers:
+            total += b.span_norm_sq().to(self._sum_device)
+            b.span.zero_()
+        if self.reduce_sums is not None:
+            total = self.reduce_sums(total)
+        sum_sq, self.span_sum_sq = self.span_sum_sq, 0.0
+        return float(total) / sum_sq if sum_sq > 0.0 else None
 
     def _skip_window(self, norm_sq: float) -> None:
         if not self._warned_skip:
@@ -476,6 +523,7 @@ class WindowedAngularVelocity:
             "warned_skip": self._warned_skip,
             **buffers,
             "buffer_versions": [_version(tensor) for name in _BUFFER_NAMES for tensor in buffers[name]],
+            **({"span": [b.span for b in self.buffers], "span_sum_sq": self.span_sum_sq} if self.track_span else {}),
         }
 
     @torch.no_grad()
@@ -509,12 +557,19 @@ class WindowedAngularVelocity:
         if not 0 <= steps_in_window < self.window_size:
             raise ValueError(f"AutoDrop state has steps_in_window={steps_in_window}, outside [0, {self.window_size}).")
         phase = WindowPhase(state["phase"])
+        spans = state.get("span") if self.track_span else None
+        if spans is not None and [t.numel() for t in spans] != sizes:
+            raise ValueError(f"AutoDrop state holds span buffers of sizes {[t.numel() for t in spans]}, need {sizes}.")
         for b, reference, window_sum, previous in zip(
             self.buffers, state["reference"], state["window_sum"], state["previous"], strict=True
         ):
             b.reference.copy_(reference)
             b.window_sum.copy_(window_sum)
             b.previous.copy_(previous)
+        for b, span in zip(self.buffers, spans or [None] * len(self.buffers), strict=True):
+            if b.span is not None:  # a state saved without a span (drift_ratio added on resume): a new span
+                b.span.zero_() if span is None else b.span.copy_(span)
+        self.span_sum_sq = float(state.get("span_sum_sq", 0.0)) if spans is not None else 0.0
         self.steps_in_window = steps_in_window
         self.phase = phase
         self._warned_skip = bool(state["warned_skip"])

@@ -32,7 +32,7 @@ from .config import AutoDropConfig
 from .history import HISTORY_FILE, append_record, resume_history
 from .noise_floor import MomentumFilter, momentum_filter, noise_floor
 from .optimizer_steps import OptimizerStepCounter
-from .saturation import NoiseFloorTest, SaturationResult, SmoothedChangeTest
+from .saturation import NoiseFloorTest, SaturationResult, SmoothedChangeTest, hold_while_drifting
 from .scheduler_adapters import (
     apply_lr_scales,
     carried_lr_scales,
@@ -204,7 +204,8 @@ class AutoDrop:
         self._watched_ids = {id(p) for p in params}
         elements = sum(global_numel(p) for p in params)
         stride = self.config.sample_stride(elements)
-        meter = WindowedAngularVelocity(params, self.window_size, reduce_sums, world_size, stride)
+        span = self.config.drift_ratio is not None
+        meter = WindowedAngularVelocity(params, self.window_size, reduce_sums, world_size, stride, track_span=span)
         if self.config.average:
             _check_averageable(meter, self.config)
         blocks = meter.num_blocks_in_all_processes
@@ -212,7 +213,7 @@ class AutoDrop:
             logger.info(
                 "AutoDrop: watching all %s trainable elements (exact mode, %d bytes each).",
                 f"{elements:,}",
-                16 if self.config.average else 12,
+                12 + 4 * self.config.average + 4 * span,
             )
         else:
             logger.info(
@@ -222,7 +223,7 @@ class AutoDrop:
                 meter.sample_block,
                 f"{elements:,}",
                 f"{blocks:,}",
-                12 / stride,
+                (12 + 4 * span) / stride,
                 SAMPLED_ANGLE_ERROR_SCALE / math.sqrt(blocks),
             )
         if stride > 1 and blocks < TARGET_SAMPLED_BLOCKS:
@@ -339,6 +340,8 @@ class AutoDrop:
             return SaturationResult()
         self.angles.append(AngleRecord(self.num_steps, angle))
         result = self.test.update(angle)
+        if result.decided and self.angular_velocity.track_span:
+            result = hold_while_drifting(result, self.angular_velocity.take_variance_ratio(), self.config.drift_ratio)
         if result.smoothed is not None:
             self.smoothed.append(AngleRecord(self.num_steps, result.smoothed))
         return result
@@ -552,6 +555,7 @@ class AutoDrop:
             "angle": angle,
             "noise_floor": self.noise_floor,
             "statistic": _finite_or_none(result.statistic),
+            "variance_ratio": result.variance_ratio,
             "smoothed": result.smoothed,
             "lr": None if groups is None else groups[0]["lr"],
             "lr_scale": self.scale,

@@ -68,6 +68,8 @@ class ReferenceAutoDrop:
         self.means: list[torch.Tensor] = []  # the last two window means
         self.previous_displacement: torch.Tensor | None = None
         self.buffer: list[float] = []  # angles since the last decision
+        self.span: list[torch.Tensor] = []  # their displacements (drift_ratio)
+        self.variance_ratio: float | None = None  # the last decision's (drift_ratio)
         self.previous_smoothed: float | None = None  # paper's test
         self.z = math.nan  # noise-floor test: the last decision's statistic
         self.decided = False  # whether the last angle completed a decision
@@ -107,6 +109,8 @@ class ReferenceAutoDrop:
         angle = math.degrees(math.acos(min(1.0, max(-1.0, cosine))))
         self.angles.append((self.step_count, angle))
         self.buffer.append(angle)
+        if self.config.drift_ratio is not None:
+            self.span.append(displacement)
         saturated = self.saturated()
         decided = self.decided
         if decided:
@@ -145,8 +149,15 @@ class ReferenceAutoDrop:
         if self.config.saturation_test == "noise_floor":
             self.decided = True
             angles, self.buffer = self.buffer, []
+            span, self.span = self.span, []
             self.z = self.statistic(angles)
-            return self.z >= -self.config.drift_z
+            if self.config.drift_ratio is None:
+                return self.z >= -self.config.drift_z
+            # hold while the window means drift: ‖s_1 + … + s_m‖² / (‖s_1‖² + … + ‖s_m‖²) >= drift_ratio
+            self.variance_ratio = float(torch.stack(span).sum(dim=0).square().sum()) / sum(
+                float(s.square().sum()) for s in span
+            )
+            return self.z >= -self.config.drift_z and self.variance_ratio < self.config.drift_ratio
         # the paper's: Gaussian smoothing around the middle angle, then |C - C_prev| < threshold
         buffer = self.buffer[-m:]
         mean = sum(buffer) / m

@@ -17,8 +17,11 @@ AUTO_WINDOWS_PER_RUN = 1000
 GROWING_WINDOW_DIVISOR = 50
 #: ``drop_factor="power"``: drops are the stairs of the decay ``(t / t_0) ** -power_exponent``; its default ...
 POWER_DECAY_EXPONENT = 0.5
-#: ... and the preset ``"anytime_average"``'s, gentler: the average removes much of the noise a decay would.
-AVERAGED_POWER_EXPONENT = 0.25
+#: The preset ``"anytime_average"`` holds while the variance ratio of a decision's window-mean displacements is at
+#: least this (``drift_ratio``): the iterate got as far as independent steps of those sizes would carry it ...
+AVERAGED_DRIFT_RATIO = 1.0
+#: ... and otherwise halves the learning rate (the average, not a decay, removes the noise of the last iterate).
+AVERAGED_DROP_FACTOR = 0.5
 #: ``sample_fraction="auto"`` watches every element of a model with at most this many trainable elements ...
 AUTO_EXACT_LIMIT = 10_000_000
 #: ... and above it a sample of about this many (32,768 blocks of 8: a median angle error near 0.15°).
@@ -49,10 +52,14 @@ class AutoDropConfig:
         drop_factor: a factor ρ in (0, 1); ``"linear"``: stairs of a linear decay to 0 at the last step;
             ``"power"``: stairs of ``(t / t_0) ** -power_exponent``; ``"auto"``: ``"linear"`` with ``T``, else
             ``"power"``.
-        power_exponent: the exponent of ``drop_factor="power"``'s decay (0.5; 0.25 in ``anytime_average``).
+        power_exponent: the exponent of ``drop_factor="power"``'s decay (0.5).
         buffer_size: angles per decision (at least 2).
         threshold: the paper's test: degrees of change of the smoothed angle under which it has saturated.
         drift_z: the noise-floor test: standard errors below ψ that mean progress.
+        drift_ratio: the noise-floor test also holds while the variance ratio ``|s_1 + … + s_m|² / (|s_1|² + … +
+            |s_m|²)`` of the decision's ``m`` window-mean displacements is at least this (dimensionless: about
+            ``1/m`` for an iterate at rest in a noise ball, ``m`` for a straight line); ``None``: the angle alone
+            (``anytime_average``: 1.0). One more buffer of the watched elements (4 bytes each).
         min_lr: floor of the learning rate, one value or one per parameter group.
         done_scale: done at a saturated decision once AutoDrop's scale is at most this (or at ``min_lr``).
         stop_when_done: the Trainer stops when AutoDrop says done.
@@ -105,6 +112,13 @@ class AutoDropConfig:
     drift_z: float = field(
         default=2.0,
         metadata={"help": "Noise-floor test: standard errors below the noise floor that mean progress (hold)."},
+    )
+    drift_ratio: float | None = field(
+        default=None,
+        metadata={
+            "help": "Noise-floor test: also hold while the variance ratio |s_1 + ... + s_m|^2 / sum |s_i|^2 of the "
+            "decision's window-mean displacements is at least this (1/m at rest, m on a straight line)."
+        },
     )
     min_lr: float | tuple[float, ...] = field(
         default=0.0,
@@ -170,6 +184,9 @@ class AutoDropConfig:
         object.__setattr__(self, "threshold", threshold)
         drift_z = real("drift_z", self.drift_z, "drift_z >= 0 (standard errors)", lambda v: v >= 0)
         object.__setattr__(self, "drift_z", drift_z)
+        if self.drift_ratio is not None:
+            ratio = real("drift_ratio", self.drift_ratio, "drift_ratio > 0, or None", lambda v: v > 0)
+            object.__setattr__(self, "drift_ratio", ratio)
         if self.sample_fraction != "auto":
             allowed = "1e-9 <= sample_fraction <= 1, or 'auto'"
             fraction = real("sample_fraction", self.sample_fraction, allowed, lambda v: 1e-9 <= v <= 1)
@@ -184,16 +201,17 @@ class AutoDropConfig:
         self._refuse_unread_settings()
 
     def _refuse_unread_settings(self) -> None:
-        """``threshold`` is read by the paper's test only and ``drift_z`` by the noise-floor test only: a value
-        set for the test not in use would be ignored without a word."""
+        """``threshold`` is read by the paper's test only, ``drift_z`` and ``drift_ratio`` by the noise-floor test
+        only: a value set for the test not in use would be ignored without a word."""
         defaults = {f.name: f.default for f in fields(self)}
-        unread = "drift_z" if self.saturation_test == "smoothed_change" else "threshold"
-        if getattr(self, unread) != defaults[unread]:
-            reader = "the noise-floor test" if unread == "drift_z" else "the paper's test (preset 'paper')"
-            raise ValueError(
-                f"{unread}={getattr(self, unread)} is read only by {reader}, and this config uses "
-                f"saturation_test={self.saturation_test!r}: leave {unread} out, or change the test."
-            )
+        unread = ("drift_z", "drift_ratio") if self.saturation_test == "smoothed_change" else ("threshold",)
+        for name in unread:
+            if getattr(self, name) != defaults[name]:
+                reader = "the paper's test (preset 'paper')" if name == "threshold" else "the noise-floor test"
+                raise ValueError(
+                    f"{name}={getattr(self, name)} is read only by {reader}, and this config uses "
+                    f"saturation_test={self.saturation_test!r}: leave {name} out, or change the test."
+                )
 
     @classmethod
     def paper(cls, **overrides: Any) -> AutoDropConfig:
@@ -210,12 +228,13 @@ class AutoDropConfig:
 
     @classmethod
     def anytime_average(cls, **overrides: Any) -> AutoDropConfig:
-        """The horizon-free rule read on a weight average: :meth:`anytime` with ``average=True`` and the gentler
-        stairs of ``(t / t_0) ** -0.25`` (the average removes much of the noise a decay would). Keyword
-        arguments override single values (a ``drop_factor`` that is not a power decay leaves the exponent out)."""
-        stairs = overrides.get("drop_factor", "power") in ("power", "auto")
-        exponent = {"power_exponent": AVERAGED_POWER_EXPONENT} if stairs else {}
-        return cls.anytime(**{"average": True, **exponent, **overrides})
+        """The horizon-free rule read on a weight average: growing windows, ``average=True``, and a rule that
+        holds while the window means drift (``drift_ratio=1.0``, or the angle shows progress) and else halves
+        the learning rate (``drop_factor=0.5``): the average removes the noise a decay would. Done after four
+        halvings (``done_scale=0.1``) at a decision that still finds no progress. Keyword arguments override
+        single values."""
+        preset = {"drift_ratio": AVERAGED_DRIFT_RATIO, "drop_factor": AVERAGED_DROP_FACTOR, "average": True}
+        return cls.anytime(**{**preset, **overrides})
 
     @classmethod
     def preset(cls, name: str, **overrides: Any) -> AutoDropConfig:

@@ -7,6 +7,7 @@ in a plain loop; read by ``autodrop-hf plot``, the examples and the benchmarks. 
 - ``angle``: the angular velocity in degrees (``null`` until three windows exist);
 - ``noise_floor``: the angle pure gradient noise gives at this window size and momentum, in degrees;
 - ``statistic``: at a decision, the test's statistic (``null`` between decisions);
+- ``variance_ratio``: at a decision with ``drift_ratio``, the variance ratio of its displacements (``null`` otherwise);
 - ``smoothed``: the Gaussian-smoothed angle of the paper's test (``null`` otherwise);
 - ``lr``: the learning rate of the first parameter group from the next step on;
 - ``lr_scale``: the product of the drops so far;

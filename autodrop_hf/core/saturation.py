@@ -12,7 +12,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 #: Upper bound of the lag-1 autocorrelation used in the standard error (|r| → 1 would make it infinite).
@@ -29,12 +29,26 @@ class SaturationResult:
         statistic: the decision's statistic: the mean angle's distance to the noise floor in standard
             errors (noise-floor test), or ``|C - C_prev|`` in degrees (paper's test); ``None`` otherwise.
         smoothed: the paper's test only: the Gaussian-smoothed angle, once the buffer is full.
+        variance_ratio: with ``drift_ratio``, the decision's variance ratio (:func:`hold_while_drifting`).
     """
 
     decided: bool = False
     saturated: bool = False
     statistic: float | None = None
     smoothed: float | None = None
+    variance_ratio: float | None = None
+
+
+def hold_while_drifting(result: SaturationResult, variance_ratio: float | None, drift_ratio: float) -> SaturationResult:
+    """A decision of the noise-floor test, held while the window means drift: not saturated when the variance ratio
+    ``‖s_1 + … + s_m‖² / (‖s_1‖² + … + ‖s_m‖²)`` of its displacements is at least ``drift_ratio``.
+
+    The angle compares consecutive displacements only; where steep directions revert from one window to the next
+    while flat ones drift, it sits above its floor although the iterate keeps moving on. The ratio weighs every lag
+    of the decision's span: about ``1/m`` at rest in a noise ball, a little above 1 for a random walk, ``m`` for a
+    straight line (docs/algorithm.md, §6b). ``None`` (no displacement) leaves the decision as it is."""
+    drifting = variance_ratio is not None and variance_ratio >= drift_ratio
+    return replace(result, saturated=result.saturated and not drifting, variance_ratio=variance_ratio)
 
 
 class NoiseFloorTest:
