@@ -24,8 +24,10 @@ Families (both from scratch, on ``--text_dir`` with line-aligned ``{train,valid}
 - ``autodrop_anytime_average``, ``constant_average``: the same training as ``autodrop_anytime`` and ``constant``,
   each evaluation read on a polynomial-decay average of the weights (:class:`IterateAverage`), not on the
   last iterate (the measurements that led to the library's average);
+- ``autodrop_averaged_stairs``: the preset ``anytime_average`` before its drift hold (``anytime`` with
+  ``average=True`` and the stairs of ``t^-0.25``);
 - ``autodrop_averaged`` (the preset ``anytime_average``): the library's weight average, which the Trainer's
-  evaluations read (``average=True``), with the gentler stairs of that preset;
+  evaluations read (``average=True``), with that preset's drift hold and halving;
 - told the horizon (one run per budget): ``linear`` (the oracle), ``wsd`` (warmup-stable-decay with a linear
   cool-down over the last 20%), ``autodrop`` (the known-horizon default). As Hägele et al. do, a ``wsd`` run
   branches from the ``constant`` run's checkpoint at 80% of its budget (``--branch_from``: that run's output
@@ -77,6 +79,7 @@ HORIZON_FREE = (
     "autodrop_anytime_average",
     "constant_average",
     "autodrop_averaged",
+    "autodrop_averaged_stairs",
 )
 TOLD_THE_HORIZON = ("linear", "wsd", "autodrop")
 SEQUENCE = 128
@@ -230,6 +233,9 @@ def training_arguments(args: argparse.Namespace, family: dict[str, Any], output_
         **family["extra_arguments"],
     )
     schedule = args.schedule.removesuffix("_average")
+    if schedule == "autodrop_averaged_stairs":
+        stairs = {"autodrop_preset": "anytime", "autodrop_average": True, "autodrop_power_exponent": 0.25}
+        return autodrop(lr_scheduler_type="autodrop", **stairs, **common)
     if schedule.startswith("autodrop"):
         presets = {"autodrop_averaged": "anytime_average", "autodrop_anytime": "anytime", "autodrop_paper": "paper"}
         preset = {**presets, "autodrop": "default"}[schedule]

@@ -2,6 +2,7 @@
 
 python benchmarks/anytime_selection.py     # ~15 min on 2 cores; writes results/anytime_selection.{json,md}
 python benchmarks/anytime_selection.py --b0 200 --seeds 1 --output /tmp/smoke     # a quick check
+python benchmarks/anytime_selection.py --rules drift --seeds 2   # the drift hold: results/anytime_selection_drift.*
 
 Each horizon-free schedule runs once per (problem, learning rate, seed) for 2·B0 steps and is read at B0/4, B0/2,
 B0 and 2·B0; the oracle, linear decay, runs once per budget with that budget as its length. The tables give the
@@ -155,6 +156,18 @@ RULES = {
     "previous rule (window 64, 0.95)": (ReferenceAutoDrop, AutoDropConfig(window_size=64, drop_factor=0.95)),
     "anytime_average's stairs (exponent 0.25)": (ReferenceAutoDrop, AutoDropConfig.anytime(power_exponent=0.25)),
 }
+# --rules drift: the drift hold (drift_ratio) on the same problems, measured after the real runs of the rules above
+DRIFT_RULES = {
+    "drift hold, t^-0.5 stairs": (ReferenceAutoDrop, AutoDropConfig.anytime(drift_ratio=1.0)),
+    "drift hold, halve": (ReferenceAutoDrop, AutoDropConfig.anytime(drift_ratio=1.0, drop_factor=0.5)),
+    "anytime_average's former stairs (exponent 0.25)": (ReferenceAutoDrop, AutoDropConfig.anytime(power_exponent=0.25)),
+}
+DRIFT_AVERAGED = (
+    "constant + average",
+    "drift hold, t^-0.5 stairs + average",
+    "drift hold, halve + average",
+    "anytime_average's former stairs (exponent 0.25) + average",
+)
 ANCHORS = ("constant", "wsd 20%", "schedule-free", "schedule-free 3x")
 # read on the average, not the last iterate; the last is the preset anytime_average, chosen after the others
 AVERAGED = ("constant + average", "anytime (chosen) + average", "anytime_average's stairs (exponent 0.25) + average")
@@ -246,9 +259,18 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=2, help="processes")
     parser.add_argument("--output", type=Path, default=RESULTS, help="folder for anytime_selection.{json,md}")
     parser.add_argument("--tables", action="store_true", help="only write the tables of the --output folder's JSON")
+    parser.add_argument(
+        "--rules", choices=("anytime", "drift"), default="anytime", help="drift: the drift-hold candidates (-> *_drift)"
+    )
     args = parser.parse_args()
+    name = "anytime_selection" if args.rules == "anytime" else "anytime_selection_drift"
+    if args.rules == "drift":  # the candidate sets the workers read (fork: they see these)
+        RULES.clear()
+        RULES.update(DRIFT_RULES)
+        global AVERAGED
+        AVERAGED = DRIFT_AVERAGED
     if args.tables:
-        records = json.loads((args.output / "anytime_selection.json").read_text())
+        records = json.loads((args.output / f"{name}.json").read_text())
         results = [
             (
                 (r["problem"], r["lr"], r["seed"]),
@@ -257,7 +279,7 @@ def main() -> None:
             for r in records
         ]
         budgets = sorted(next(iter(results[0][1].values())))
-        (args.output / "anytime_selection.md").write_text(tables(results, budgets))
+        (args.output / f"{name}.md").write_text(tables(results, budgets))
         return
     torch.set_num_threads(1)
     budgets = [args.b0 // 4, args.b0 // 2, args.b0, 2 * args.b0]
@@ -266,8 +288,8 @@ def main() -> None:
         results = pool.map(cell, jobs)
     args.output.mkdir(parents=True, exist_ok=True)
     records = [{"problem": p, "lr": lr, "seed": s, "metrics": m} for (p, lr, s), m in results]
-    (args.output / "anytime_selection.json").write_text(json.dumps(records, indent=1) + "\n")
-    (args.output / "anytime_selection.md").write_text(tables(results, budgets))
+    (args.output / f"{name}.json").write_text(json.dumps(records, indent=1) + "\n")
+    (args.output / f"{name}.md").write_text(tables(results, budgets))
     print(tables(results, budgets), file=sys.stdout)
 
 

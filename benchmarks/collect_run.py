@@ -47,7 +47,7 @@ def trace_of(output_dir: Path) -> dict[str, dict[str, list]]:
         trace["autodrop"]["drop_steps"] = [h["step"] for h in history if h["dropped"]]
         trace["autodrop"]["done"] = next((h["step"] for h in history if h.get("done")), None)
         trace["autodrop"]["decisions"] = _columns(
-            [h for h in history if h.get("statistic") is not None], ("step", "statistic", "dropped")
+            [h for h in history if h.get("statistic") is not None], ("step", "statistic", "variance_ratio", "dropped")
         )
     return trace
 

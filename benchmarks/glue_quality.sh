@@ -11,12 +11,12 @@
 #
 # Schedules: autodrop (the library's defaults), autodrop_paper (--autodrop_preset paper: the paper's
 # rule), autodrop_anytime (--autodrop_preset anytime --autodrop_stop_when_done: the horizon-free rule, which ends
-# the run where it says done), linear_3ep (linear over 3 epochs whatever EPOCHS), linear_early_stop
+# the run where it says done), autodrop_anytime_average (the same with the preset anytime_average), linear_3ep (linear over 3 epochs whatever EPOCHS), linear_early_stop
 # (EarlyStoppingCallback, patience 2 on the task's metric, the best model restored), schedule_free (Schedule-Free
 # AdamW at 3x the peak LR, constant schedule), and any Hugging Face scheduler name (greedy: its defaults).
 # The horizon-free benchmark's F3 is MiniLM given 10 epochs:
 #   EPOCHS=10 TASKS="mrpc cola" SEEDS=42 RESULTS=benchmarks/results/anytime/glue OUTPUTS=outputs/anytime/glue \
-#   SCHEDULES="autodrop_anytime linear_3ep linear linear_early_stop reduce_lr_on_plateau schedule_free greedy" \
+#   SCHEDULES="autodrop_anytime_average linear_3ep linear linear_early_stop reduce_lr_on_plateau schedule_free greedy" \
 #   JOBS=2 bash benchmarks/glue_quality.sh
 # Batches are padded to their longest sequence and built
 # from examples of similar length (--train_sampling_strategy group_by_length): GLUE sentences are short
@@ -45,6 +45,7 @@ run_one() {
   case "$variant" in
     autodrop_paper) schedule=autodrop; extra+=(--autodrop_preset paper) ;;
     autodrop_anytime) schedule=autodrop; extra+=(--autodrop_preset anytime --autodrop_stop_when_done) ;;
+    autodrop_anytime_average) schedule=autodrop; extra+=(--autodrop_preset anytime_average --autodrop_stop_when_done) ;;
     linear_3ep) schedule=linear; epochs=3 ;;
     linear_early_stop) schedule=linear; extra=(--eval_strategy epoch --save_strategy epoch --save_total_limit 1
                        --early_stopping_patience 2 --load_best_model_at_end --metric_for_best_model "$metric") ;;

@@ -114,6 +114,7 @@ def test_collect_run_keeps_results_and_traces(tmp_path: Path) -> None:
         {"step": 8, "angle": None, "noise_floor": 25.8, "statistic": None, "smoothed": None, "dropped": False},
         {"step": 12, "angle": 20.0, "noise_floor": 25.8, "statistic": -3.1, "smoothed": None, "dropped": False},
         {"step": 16, "angle": 26.0, "noise_floor": 25.8, "statistic": 0.4, "smoothed": None, "dropped": True},
+        {"step": 20, "angle": 80.0, "statistic": 3.0, "variance_ratio": 1.5, "smoothed": None, "dropped": False},
     ]
     (out / "autodrop_history.jsonl").write_text("".join(json.dumps(h) + "\n" for h in history))
     trace = collect_run.trace_of(out)
@@ -121,13 +122,18 @@ def test_collect_run_keeps_results_and_traces(tmp_path: Path) -> None:
     assert trace["eval"] == {"step": [10, 20], "eval_accuracy": [0.7, 0.75], "eval_loss": [0.6, 0.5]}
     assert trace["max_steps"] == 20
     assert trace["autodrop"] == {
-        "step": [12, 16],
-        "angle": [20.0, 26.0],
+        "step": [12, 16, 20],
+        "angle": [20.0, 26.0, 80.0],
         "noise_floor": 25.8,
-        "smoothed": [None, None],
+        "smoothed": [None, None, None],
         "drop_steps": [16],
         "done": None,
-        "decisions": {"step": [12, 16], "statistic": [-3.1, 0.4], "dropped": [False, True]},
+        "decisions": {  # the drift hold's ratio where a decision has one
+            "step": [12, 16, 20],
+            "statistic": [-3.1, 0.4, 3.0],
+            "variance_ratio": [None, None, 1.5],
+            "dropped": [False, True, False],
+        },
     }
 
 
@@ -327,18 +333,18 @@ def test_the_horizon_free_benchmarks_run_on_tiny_inputs(tmp_path: Path) -> None:
     translation = _run(
         ["bash", "benchmarks/anytime_quality.sh"],
         FAMILY="translation",
-        SCHEDULES="autodrop_averaged",  # the anytime rule's own route runs in the GLUE grid below
+        SCHEDULES="autodrop_averaged autodrop_averaged_stairs",  # the preset, and its former rule
         RESULTS=str(results / "translation"),
         **env,
     ).stdout
-    assert translation.count("done: ") == 1
+    assert translation.count("done: ") == 2
     library = json.loads((results / "translation" / "autodrop_averaged_b16_seed0.json").read_text())
     assert "dev_bleu" in library["evals"][0] and len(library["evals"]) == 8 and library["autodrop"]["decisions"]
 
-    env = _tiny_glue_grid(tmp_path, "autodrop_anytime", results / "glue")
-    assert "done: mrpc autodrop_anytime" in _run(["bash", "benchmarks/glue_quality.sh"], **env).stdout
+    env = _tiny_glue_grid(tmp_path, "autodrop_anytime_average", results / "glue")
+    assert "done: mrpc autodrop_anytime_average" in _run(["bash", "benchmarks/glue_quality.sh"], **env).stdout
     tables = _run([sys.executable, "benchmarks/anytime_tables.py", "--results", str(results)]).stdout
-    assert "| mrpc | autodrop_anytime |" in tables
+    assert "| mrpc | autodrop_anytime_average |" in tables
 
     _run(
         [
@@ -352,10 +358,12 @@ def test_the_horizon_free_benchmarks_run_on_tiny_inputs(tmp_path: Path) -> None:
             "1",
             "--output",
             str(tmp_path),
+            "--rules",
+            "drift",
         ]
     )
-    table = (tmp_path / "anytime_selection.md").read_text()
-    assert "| anytime (chosen) |" in table and "Mean rank" in table
+    table = (tmp_path / "anytime_selection_drift.md").read_text()
+    assert "| drift hold, halve + average |" in table and "Mean rank" in table
 
 
 def test_the_iterate_average_is_the_polynomial_decay_average() -> None:
