@@ -10,9 +10,10 @@ One process, interleaved: every training step is timed in three parts (forward+b
     python benchmarks/step_overhead.py --model minilm --steps 300 --sample_fraction 0.01   # memory-light mode
     python benchmarks/step_overhead.py --model minilm --steps 300 --sample_fraction 0.01 --sample_block 4
     python benchmarks/step_overhead.py --model minilm --steps 300 --average   # with the weight average
+    python benchmarks/step_overhead.py --model minilm --steps 300 --window_size 8 --average --drift_ratio 1  # span
 
-Writes ``results/step_overhead_<model>_<batch>x<length>[_window<k>][_sample<f>[_block<b>]][_average]_cpu.json``
-(the window when it is not 64).
+Writes ``results/step_overhead_<model>_<batch>x<length>[_window<k>][_sample<f>[_block<b>]][_average][_drift<r>]``
+``_cpu.json`` (the window when it is not 64).
 """
 
 from __future__ import annotations
@@ -64,13 +65,19 @@ def main() -> None:
     parser.add_argument("--sample_fraction", type=float, default=1.0, help="the memory-light mode (1: exact)")
     parser.add_argument("--sample_block", type=int, help="memory-light: elements per block (default: the library's)")
     parser.add_argument("--average", action="store_true", help="keep the weight average (AutoDropConfig.average)")
+    parser.add_argument("--drift_ratio", type=float, help="the drift hold (AutoDropConfig.drift_ratio, its span)")
     parser.add_argument("--output", type=Path, default=Path(__file__).parent / "results")
     args = parser.parse_args()
 
     torch.manual_seed(0)
     model = load_model(args.model).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=2e-5)
-    config = AutoDropConfig(window_size=args.window_size, sample_fraction=args.sample_fraction, average=args.average)
+    config = AutoDropConfig(
+        window_size=args.window_size,
+        sample_fraction=args.sample_fraction,
+        average=args.average,
+        drift_ratio=args.drift_ratio,
+    )
     autodrop = AutoDrop(model, config, momentum=0.9)  # AdamW's β1
     if args.sample_block is not None:  # the same detector, its meter cutting blocks of another size
         autodrop.angular_velocity = autodrop.angular_velocity.with_block(args.sample_block)
@@ -98,6 +105,7 @@ def main() -> None:
     buffer_bytes = sum(
         b.reference.nbytes + b.window_sum.nbytes + b.previous.nbytes for b in autodrop.angular_velocity.buffers
     )
+    buffer_bytes += sum(b.span.nbytes for b in autodrop.angular_velocity.buffers if b.span is not None)
     if autodrop.weight_average is not None:
         buffer_bytes += sum(a.nbytes for a in autodrop.weight_average.average)
     train_step = [sum(parts) - a for *parts, a in zip(*times.values(), strict=True)]
@@ -107,6 +115,8 @@ def main() -> None:
         "window_size": args.window_size,
         "sample_fraction": args.sample_fraction,
         "average": args.average,
+        "drift_ratio": args.drift_ratio,
+        "decisions": len(autodrop.decisions),
         "watched_parameters": autodrop.angular_velocity.num_parameters,
         "sample_block": autodrop.angular_velocity.sample_block,
         "steps": args.steps,
@@ -127,6 +137,7 @@ def main() -> None:
     mode += "" if args.sample_fraction == 1 else f"_sample{args.sample_fraction:g}"
     mode += "" if args.sample_block is None else f"_block{args.sample_block}"
     mode += "_average" if args.average else ""
+    mode += "" if args.drift_ratio is None else f"_drift{args.drift_ratio:g}"
     out = args.output / f"step_overhead_{args.model}_{result['batch']}{mode}_cpu.json"
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
