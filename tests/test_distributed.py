@@ -102,6 +102,19 @@ def test_the_weight_average_under_ddp_is_one_process_average_and_is_refused_unde
 
 
 @pytest.mark.parametrize("layout", ["ddp", "fsdp"])
+def test_the_drift_hold_under_ddp_and_fsdp2_is_one_process_ratio_and_resumes(tmp_path, layout):
+    launch("plain_loop.py", "--layout", layout, "--out", tmp_path, "--drift_ratio", 1.6)
+    first, second = records(tmp_path)
+    # every process gets the same ratio at every decision (one all-reduce of 8 bytes each), through the checkpoint
+    assert first["ratios"] == second["ratios"] and len(first["ratios"]) == first["decisions"] >= 8
+    assert first["drops"] == second["drops"] == first["reference_drops"] and first["lrs"] == second["lrs"]
+    assert np.allclose(first["ratios"], first["reference_ratios"], rtol=1e-3)  # one process, the same batches
+    assert min(first["ratios"]) < 1.6 <= max(first["ratios"]) and len(first["drops"]) >= 2  # held and dropped
+    assert first["all_reduce_calls"] == first["windows"] + first["decisions"]
+    assert first["all_reduce_bytes"] == 24 * first["windows"] + 8 * first["decisions"]
+
+
+@pytest.mark.parametrize("layout", ["ddp", "fsdp"])
 def test_the_memory_light_mode_under_ddp_and_fsdp2(tmp_path, layout):
     with pytest.warns(UserWarning, match="too few for a steady angle estimate"):  # this model is tiny: said so
         AutoDrop(make_tiny_model(), AutoDropConfig(sample_fraction=0.5), momentum=0.0)

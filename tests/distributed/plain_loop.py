@@ -54,7 +54,8 @@ class CollectiveCounter:
         return self._all_reduce(tensor, *args, **kwargs)
 
 
-def train(steps, model, optimizer, scheduler, autodrop, counter=None, rank=0, world=1, sync_replicated=()):
+def train(steps, model, optimizer, scheduler, autodrop, counter=None, rank=0, world=1, sync_replicated=(), ratios=None):
+    """The learning rate of every step; with ``ratios``, each decision's variance ratio is appended to it."""
     lrs = []
     for step in steps:
         inputs, labels = global_batch(step)
@@ -72,6 +73,9 @@ def train(steps, model, optimizer, scheduler, autodrop, counter=None, rank=0, wo
         autodrop.step()
         if counter:
             counter.active = False
+        ratio = (autodrop.last_record or {}).get("variance_ratio")
+        if ratios is not None and ratio is not None:
+            ratios.append(ratio)
     return lrs
 
 
@@ -92,8 +96,9 @@ def main():
     parser.add_argument("--sample_fraction", type=float, default=1.0)
     parser.add_argument("--hidden", type=int, default=32)
     parser.add_argument("--average", action="store_true", help="AutoDropConfig(average=True)")
+    parser.add_argument("--drift_ratio", type=float, help="AutoDropConfig(drift_ratio=...)")
     args = parser.parse_args()
-    config = CONFIG.replace(sample_fraction=args.sample_fraction, average=args.average)
+    config = CONFIG.replace(sample_fraction=args.sample_fraction, average=args.average, drift_ratio=args.drift_ratio)
     accelerator = None
     if args.layout == "ddp":
         from accelerate import Accelerator
@@ -125,12 +130,15 @@ def main():
         (args.out / f"rank{rank}.json").write_text(json.dumps({"refused": str(error)}))
         dist.destroy_process_group()
         return
-    lrs = train(range(CHECKPOINT), model, optimizer, scheduler, autodrop, counter, rank, world, replicated)
+    ratios, reference_ratios = [], []
+    lrs = train(range(CHECKPOINT), model, optimizer, scheduler, autodrop, counter, rank, world, replicated, ratios)
     path = args.out / f"state_rank{rank}.pt"
     torch.save(autodrop.state_dict(), path)
     autodrop = AutoDrop(model, config, scheduler, num_training_steps=STEPS)
     autodrop.load_state_dict(torch.load(path, weights_only=True))
-    lrs += train(range(CHECKPOINT, STEPS), model, optimizer, scheduler, autodrop, counter, rank, world, replicated)
+    lrs += train(
+        range(CHECKPOINT, STEPS), model, optimizer, scheduler, autodrop, counter, rank, world, replicated, ratios
+    )
 
     record = {
         "world": world,
@@ -139,6 +147,8 @@ def main():
         "sample_block": autodrop.angular_velocity.sample_block,
         "angles": autodrop.angles,
         "drops": autodrop.drops,
+        "decisions": len(autodrop.decisions),
+        "ratios": ratios,
         "lrs": lrs,
         "all_reduce_calls": counter.calls,
         "all_reduce_bytes": counter.bytes,
@@ -155,8 +165,9 @@ def main():
             reference_model, config, reference_scheduler, num_training_steps=STEPS, process_group="local"
         )
         record["reference_lrs"] = train(
-            range(STEPS), reference_model, reference_optimizer, reference_scheduler, reference
+            range(STEPS), reference_model, reference_optimizer, reference_scheduler, reference, ratios=reference_ratios
         )
+        record["reference_ratios"] = reference_ratios
         record["reference_angles"] = reference.angles
         record["reference_drops"] = reference.drops
         record["reference_sample_block"] = reference.angular_velocity.sample_block
