@@ -14,9 +14,10 @@ teacher-student MLP; 30 warm-up steps). Every AutoDrop rule is the library's rea
 (:class:`autodrop_hf.core.autodrop_reference.ReferenceAutoDrop`); the rejected candidates are small variations of it.
 The ``+ average`` schedules train as their base schedule and are read on a polynomial-decay average of the
 iterates (``AVERAGE_GAMMA``): candidates for the next rule, measured after the ``anytime`` rule was frozen. The
-last of them, the stairs of ``t^-0.25`` read on the average, is the preset ``anytime_average``: of the three, the
+last of them, the stairs of ``t^-0.25`` read on the average, was the preset ``anytime_average``: of the three, the
 one whose worst (problem, budget) cell is best (the library updates its average from window means, which this
-per-step average stands for).
+per-step average stands for). ``--rules drift`` runs the candidates of its successor instead, the drift hold
+(``drift_ratio``) with stairs or halving, read on the average; halving is the preset now.
 """
 
 from __future__ import annotations
@@ -169,8 +170,17 @@ DRIFT_AVERAGED = (
     "anytime_average's former stairs (exponent 0.25) + average",
 )
 ANCHORS = ("constant", "wsd 20%", "schedule-free", "schedule-free 3x")
-# read on the average, not the last iterate; the last is the preset anytime_average, chosen after the others
+# read on the average, not the last iterate; the last was the preset anytime_average until the drift hold
 AVERAGED = ("constant + average", "anytime (chosen) + average", "anytime_average's stairs (exponent 0.25) + average")
+
+
+def use_rules(rules: str) -> None:
+    """Make ``rules`` ("anytime" or "drift") the candidate sets :func:`run` reads, in this process."""
+    global AVERAGED
+    if rules == "drift":
+        RULES.clear()
+        RULES.update(DRIFT_RULES)
+        AVERAGED = DRIFT_AVERAGED
 
 
 def run(problem: str, schedule: str, length: int, lr: float, seed: int, budgets: list[int]) -> dict[int, float]:
@@ -264,11 +274,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     name = "anytime_selection" if args.rules == "anytime" else "anytime_selection_drift"
-    if args.rules == "drift":  # the candidate sets the workers read (fork: they see these)
-        RULES.clear()
-        RULES.update(DRIFT_RULES)
-        global AVERAGED
-        AVERAGED = DRIFT_AVERAGED
+    use_rules(args.rules)
     if args.tables:
         records = json.loads((args.output / f"{name}.json").read_text())
         results = [
@@ -284,7 +290,7 @@ def main() -> None:
     torch.set_num_threads(1)
     budgets = [args.b0 // 4, args.b0 // 2, args.b0, 2 * args.b0]
     jobs = [(p, lr, s, budgets) for p, (*_, rates) in PROBLEMS.items() for lr in rates for s in range(args.seeds)]
-    with Pool(args.jobs) as pool:
+    with Pool(args.jobs, initializer=use_rules, initargs=(args.rules,)) as pool:
         results = pool.map(cell, jobs)
     args.output.mkdir(parents=True, exist_ok=True)
     records = [{"problem": p, "lr": lr, "seed": s, "metrics": m} for (p, lr, s), m in results]
